@@ -1,0 +1,3 @@
+from lispnet.cli.main import main
+
+main()
