@@ -1,0 +1,592 @@
+"""The TUN forwarding backend: a user-space LISP data plane.
+
+Layout, per node:
+
+* one TUN device per instance-id (``lisp<iid>``).  Traffic toward remote EIDs is routed
+  into it: for an instance bound to a LAN interface, policy rules send everything that
+  enters on that LAN (and everything leaving the TUN) to a routing table of its own
+  (``TABLE_BASE + iid``) whose default route points into the TUN; for an instance with
+  no LAN (a PITR), ``add_routes`` steers chosen prefixes (the EID space) into the TUN
+  from the main table;
+* two UDP sockets on port 4341 (IPv4, IPv6) receive encapsulated packets; sending uses
+  one socket per outer source port (the flow hash, see ``encap.source_port``), opened
+  on first use and bound to the local RLOC of the family;
+* raw IP sockets forward natively (negative natively-forward entries): the kernel routes
+  them with the main table.
+
+The fast path is two kinds of tight loops in threads, both free of per-packet
+allocation beyond what ``bytes`` slicing costs: TUN -> lookup -> LISP header + packet
+out with one ``sendmsg`` (scatter-gather, no copy), and UDP 4341 -> header check ->
+``os.write`` of the inner packet into the instance's TUN.  The forwarding table is the
+backend's own: per (iid, family) a map of mask length -> {masked value: entry}, with a
+host-route cache in front, both replaced (never mutated in place) by the loop thread
+that calls ``install`` / ``remove``, so the forwarding threads need no lock.
+
+Misses are punted to the daemon's loop with ``call_soon_threadsafe`` (at most
+``PUNT_LIMIT`` packets per destination until the table changes, so a resolution in
+progress cannot flood the loop).  Locator-status-bits received from a peer are reported
+through ``on_lsb`` when they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import select
+import socket
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+
+from ..wire.enums import Action
+from ..wire.prefix import EidPrefix
+from . import netlink
+from .base import FwdEntry, IPAddr, Miss, MissCallback
+from .encap import DATA_PORT, choose_locator, lisp_header
+
+log = logging.getLogger(__name__)
+
+TABLE_BASE = 0x10000
+RULE_PRIORITY = 1000
+PUNT_LIMIT = 32
+SOCK_BUFFER = 8 * 1024 * 1024
+SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
+MAX_SEND_SOCKETS = 1024
+FLOW_CACHE_MAX = 65536
+
+LsbCallback = Callable[[int, IPAddr, int], None]
+
+_ENCAP = 0
+_NATIVE = 1
+_DROP = 2
+_PUNT = 3
+
+
+@dataclass(slots=True)
+class _Compiled:
+    """A forwarding entry prepared for the fast path."""
+
+    kind: int
+    prefix: EidPrefix
+    header: bytes = b""
+    locs: list[tuple[int, int, bool]] = field(default_factory=list)
+    dsts: list[tuple[int, tuple[Any, ...], str]] = field(default_factory=list)  # (family, sockaddr, text)
+    only: int | None = None
+    drop_reason: str = ""
+    counters: list[list[int]] = field(default_factory=list)
+
+
+class _Table:
+    """LPM for one (iid, family): mask length -> {masked int: compiled entry}."""
+
+    __slots__ = ("bits", "by_len", "lengths")
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.by_len: dict[int, dict[int, _Compiled]] = {}
+        self.lengths: list[int] = []
+
+    def lookup(self, value: int) -> _Compiled | None:
+        bits = self.bits
+        for length in self.lengths:
+            hit = self.by_len[length].get(value >> (bits - length))
+            if hit is not None:
+                return hit
+        return None
+
+
+class TunDataplane:
+    """User-space LISP forwarding over TUN devices and UDP 4341 sockets."""
+
+    name = "tun"
+
+    def __init__(self, tun_prefix: str = "lisp", default_route: bool = True, mtu: int = 1500) -> None:
+        self.tun_prefix = tun_prefix
+        self.default_route = default_route
+        self.mtu = mtu
+        self.on_lsb: LsbCallback | None = None
+        self._on_miss: MissCallback | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._instances: dict[int, str] = {}
+        self._tun_fds: dict[int, int] = {}
+        self._routes: dict[int, list[EidPrefix]] = {}
+        self._entries: dict[EidPrefix, FwdEntry] = {}
+        self._compiled: dict[EidPrefix, _Compiled] = {}
+        self._tables: dict[tuple[int, int], _Table] = {}
+        self._flow: dict[tuple[int, bytes], _Compiled] = {}
+        self._punted: dict[tuple[int, bytes], int] = {}
+        self._rlocs: list[IPAddr] = []
+        self._lsb: int | None = None
+        self._rx: dict[int, socket.socket] = {}
+        self._tx: dict[tuple[int, int], socket.socket] = {}
+        self._tx_lock = threading.Lock()
+        self._raw: dict[int, socket.socket] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._started = False
+        self._ipr: Any = None
+        self._created_tables: set[int] = set()
+        self._lsb_seen: dict[tuple[int, str], int] = {}
+        # counters (written by the forwarding threads; read racily for stats)
+        self._drops: dict[str, int] = {}
+        self._decap: dict[str, list[int]] = {}
+        self._misses = [0]
+        self._native = [0, 0]
+        self._released: dict[EidPrefix, list[list[int]]] = {}
+
+    # --- lifecycle ------------------------------------------------------------------
+    def start(self, on_miss: MissCallback) -> None:
+        self._on_miss = on_miss
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._ipr = netlink.open_ipr()
+        self._stopping.clear()
+        self._started = True
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self._rx[family] = self._open_rx(family)
+            except OSError as e:
+                log.warning("cannot open UDP %d socket (family %d): %s", DATA_PORT, family, e)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self._raw[family] = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            except OSError as e:
+                log.warning("no raw socket for native forwarding (family %d): %s", family, e)
+        for fam, sock in self._rx.items():
+            self._spawn(f"lisp-decap-{fam}", self._decap_loop, sock)
+        for iid in list(self._instances):
+            self._setup_instance(iid)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+        for fd in self._tun_fds.values():
+            try:
+                os.close(fd)  # the TUN device disappears with its last fd
+            except OSError:
+                pass
+        self._tun_fds.clear()
+        for sock in [*self._rx.values(), *self._tx.values(), *self._raw.values()]:
+            sock.close()
+        self._rx.clear()
+        self._tx.clear()
+        self._raw.clear()
+        if self._ipr is not None:
+            for table in self._created_tables:
+                netlink.delete_rules_for_table(self._ipr, table)
+                netlink.flush_table(self._ipr, table)
+            self._ipr.close()
+            self._ipr = None
+        self._started = False
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _open_rx(self, family: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        _big_buffers(sock)
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", DATA_PORT))
+        sock.setblocking(False)
+        return sock
+
+    # --- configuration ----------------------------------------------------------------
+    def set_local_rlocs(self, rlocs: list[IPAddr], lsb: int) -> None:
+        self._rlocs = list(rlocs)
+        self._lsb = lsb
+        with self._tx_lock:
+            for s in self._tx.values():
+                s.close()
+            self._tx.clear()
+        self._recompile()
+
+    def set_instances(self, instances: dict[int, str]) -> None:
+        """instance-id -> LAN interface of that instance ("" = main table, no LAN)."""
+        old = set(self._instances)
+        self._instances = dict(instances)
+        if self._started:
+            for iid in instances:
+                if iid not in old:
+                    self._setup_instance(iid)
+
+    def add_routes(self, iid: int, prefixes: list[EidPrefix]) -> None:
+        """Steer ``prefixes`` into the TUN of ``iid`` (a PITR's EID space)."""
+        self._routes.setdefault(iid, []).extend(prefixes)
+        if self._started and iid in self._tun_fds:
+            self._install_routes(iid, prefixes)
+
+    def device(self, iid: int) -> str:
+        return f"{self.tun_prefix}{iid}"
+
+    def table(self, iid: int) -> int | None:
+        return TABLE_BASE + iid if self._instances.get(iid) else None
+
+    def _setup_instance(self, iid: int) -> None:
+        dev = self.device(iid)
+        fd = netlink.create_tun(dev)
+        os.set_blocking(fd, False)
+        self._tun_fds[iid] = fd
+        ipr = self._ipr
+        netlink.link_up(ipr, dev, mtu=self.mtu)
+        for name in (f"net.ipv4.conf.{dev}.rp_filter", f"net.ipv6.conf.{dev}.disable_ipv6"):
+            try:
+                netlink.sysctl(name, 0)
+            except OSError:
+                pass
+        lan = self._instances.get(iid, "")
+        if lan:
+            table = TABLE_BASE + iid
+            self._created_tables.add(table)
+            for cidr in netlink.addresses(ipr, lan):
+                netlink.replace_route(ipr, cidr, dev=lan, table=table)
+            if self.default_route:
+                netlink.replace_route(ipr, "0.0.0.0/0", dev=dev, table=table)
+                netlink.replace_route(ipr, "::/0", dev=dev, table=table)
+            netlink.add_iif_rule(ipr, lan, table, RULE_PRIORITY)
+            netlink.add_iif_rule(ipr, dev, table, RULE_PRIORITY)
+        self._install_routes(iid, self._routes.get(iid, []))
+        self._spawn(f"lisp-encap-{iid}", self._tun_loop, fd, iid)
+
+    def _install_routes(self, iid: int, prefixes: list[EidPrefix]) -> None:
+        dev = self.device(iid)
+        for p in prefixes:
+            netlink.replace_route(self._ipr, f"{p.address}/{p.mask_len}", dev=dev, table=self.table(iid))
+
+    # --- forwarding table -----------------------------------------------------------------
+    def install(self, entry: FwdEntry) -> None:
+        self._entries[entry.prefix] = entry
+        self._compiled[entry.prefix] = self._compile(entry)
+        self._rebuild()
+
+    def remove(self, prefix: EidPrefix) -> None:
+        if self._entries.pop(prefix, None) is not None:
+            self._compiled.pop(prefix, None)
+            self._rebuild()
+
+    def _recompile(self) -> None:
+        self._compiled = {p: self._compile(e) for p, e in self._entries.items()}
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        tables: dict[tuple[int, int], _Table] = {}
+        for prefix, c in self._compiled.items():
+            if not isinstance(prefix.address, IPv4Address | IPv6Address):
+                continue
+            bits = prefix.max_len
+            t = tables.setdefault((prefix.iid, prefix.address.version), _Table(bits))
+            t.by_len.setdefault(prefix.mask_len, {})[int(prefix.address) >> (bits - prefix.mask_len)] = c
+        for t in tables.values():
+            t.lengths = sorted(t.by_len, reverse=True)
+        # publish: the forwarding threads pick up the new objects on their next packet
+        self._tables = tables
+        self._flow = {}
+        self._punted = {}
+
+    def _compile(self, entry: FwdEntry) -> _Compiled:
+        old = self._compiled.get(entry.prefix)
+        if entry.locators:
+            c = _Compiled(_ENCAP, entry.prefix)
+            lsb = self._lsb
+            c.header = lisp_header(secrets.randbits(24), entry.prefix.iid, lsb)
+            usable = []
+            for i, loc in enumerate(entry.locators):
+                fam = socket.AF_INET if loc.address.version == 4 else socket.AF_INET6
+                has_src = any(r.version == loc.address.version for r in self._rlocs) or not self._rlocs
+                up = loc.up and has_src
+                c.locs.append((loc.priority, loc.weight, up))
+                c.dsts.append((fam, (str(loc.address), DATA_PORT), str(loc.address)))
+                c.counters.append([0, 0])
+                if up and loc.priority != 255:
+                    usable.append(i)
+            if old is not None and len(old.counters) == len(c.counters):
+                c.counters = old.counters
+            best = choose_locator(c.locs, 0)
+            if best is None:
+                c.kind = _DROP
+                c.drop_reason = "no-usable-rloc"
+            else:
+                prio = c.locs[best][0]
+                cands = [i for i in usable if c.locs[i][0] == prio]
+                c.only = cands[0] if len(cands) == 1 else None
+            return c
+        if entry.action == Action.NATIVELY_FORWARD:
+            return _Compiled(_NATIVE, entry.prefix)
+        if entry.action == Action.SEND_MAP_REQUEST:
+            return _Compiled(_PUNT, entry.prefix)
+        return _Compiled(_DROP, entry.prefix, drop_reason=f"negative-{entry.action.name.lower()}")
+
+    def _drop(self, reason: str) -> None:
+        self._drops[reason] = self._drops.get(reason, 0) + 1
+
+    # --- the ITR fast path ---------------------------------------------------------------
+    def _tun_loop(self, fd: int, iid: int) -> None:
+        buf = bytearray(65536)
+        mv = memoryview(buf)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        readv = os.readv
+        stopping = self._stopping
+        while not stopping.is_set():
+            try:
+                n = readv(fd, [buf])
+            except BlockingIOError:
+                poller.poll(200)
+                continue
+            except OSError as e:
+                if e.errno == errno.EBADF:
+                    return
+                self._drop("tun-read-error")
+                continue
+            try:
+                self._forward(iid, mv[:n], n)
+            except Exception:  # noqa: BLE001 - the fast path must survive any packet
+                log.exception("forwarding error")
+                self._drop("bug")
+
+    def _forward(self, iid: int, pkt: memoryview, n: int) -> None:
+        ver = pkt[0] >> 4
+        if ver == 4:
+            if n < 20:
+                self._drop("short-packet")
+                return
+            dst = bytes(pkt[16:20])
+        elif ver == 6:
+            if n < 40:
+                self._drop("short-packet")
+                return
+            dst = bytes(pkt[24:40])
+        else:
+            self._drop("not-ip")
+            return
+        key = (iid, dst)
+        c = self._flow.get(key)
+        if c is None:
+            table = self._tables.get((iid, ver))
+            c = table.lookup(int.from_bytes(dst, "big")) if table is not None else None
+            if c is None:
+                self._punt(iid, key, pkt)
+                return
+            flow = self._flow
+            if len(flow) >= FLOW_CACHE_MAX:
+                flow.clear()
+            flow[key] = c
+        kind = c.kind
+        if kind == _ENCAP:
+            idx = c.only
+            if ver == 4:
+                ihl = (pkt[0] & 0x0F) << 2
+                h = zlib.crc32(pkt[12:20], zlib.crc32(pkt[ihl : ihl + 4], pkt[9]))
+            else:
+                h = zlib.crc32(pkt[8:40], zlib.crc32(pkt[40:44], pkt[6]))
+            if idx is None:
+                idx = choose_locator(c.locs, h)
+                if idx is None:
+                    self._drop("no-usable-rloc")
+                    return
+            fam, addr, _text = c.dsts[idx]
+            sock = self._tx.get((fam, h & 0x0FFF))
+            if sock is None:
+                sock = self._tx_socket(fam, h & 0x0FFF)
+            try:
+                sock.sendmsg([c.header, pkt], (), 0, addr)
+            except BlockingIOError:
+                self._drop("send-buffer-full")
+                return
+            except OSError:
+                self._drop("send-error")
+                return
+            ctr = c.counters[idx]
+            ctr[0] += 1
+            ctr[1] += n
+        elif kind == _NATIVE:
+            raw = self._raw.get(socket.AF_INET if ver == 4 else socket.AF_INET6)
+            if raw is None:
+                self._drop("native-unavailable")
+                return
+            try:
+                raw.sendto(pkt, (str(ip_address(dst)), 0))
+                self._native[0] += 1
+                self._native[1] += n
+            except OSError:
+                self._drop("native-error")
+        elif kind == _PUNT:
+            self._punt(iid, key, pkt)
+        else:
+            self._drop(c.drop_reason)
+
+    def _punt(self, iid: int, key: tuple[int, bytes], pkt: memoryview) -> None:
+        self._misses[0] += 1
+        count = self._punted.get(key, 0)
+        if count >= PUNT_LIMIT:
+            self._drop("miss-rate-limited")
+            return
+        self._punted[key] = count + 1
+        cb = self._on_miss
+        if cb is None:
+            self._drop("no-control-plane")
+            return
+        data = bytes(pkt)
+        if data[0] >> 4 == 4:
+            src: IPAddr = IPv4Address(data[12:16])
+            dst: IPAddr = IPv4Address(data[16:20])
+        else:
+            src = IPv6Address(data[8:24])
+            dst = IPv6Address(data[24:40])
+        miss = Miss(iid, src, dst, data)
+        if self._loop is not None and threading.current_thread() is not threading.main_thread():
+            try:
+                self._loop.call_soon_threadsafe(cb, miss)
+            except RuntimeError:
+                self._drop("loop-closed")
+        else:
+            cb(miss)
+
+    def _tx_socket(self, family: int, port_bits: int) -> socket.socket:
+        with self._tx_lock:
+            sock = self._tx.get((family, port_bits))
+            if sock is not None:
+                return sock
+            src = next((r for r in self._rlocs if (r.version == 4) == (family == socket.AF_INET)), None)
+            host = str(src) if src is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            _big_buffers(sock)
+            if len(self._tx) < MAX_SEND_SOCKETS:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind((host, 0xF000 | port_bits))
+                except OSError:
+                    sock.close()
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    _big_buffers(sock)
+                    sock.bind((host, 0))
+            else:
+                sock.bind((host, 0))
+            self._tx[(family, port_bits)] = sock
+            return sock
+
+    def inject(self, iid: int, packet: bytes) -> None:
+        """Forward a packet the control plane held (queued during resolution)."""
+        if packet:
+            try:
+                self._forward(iid, memoryview(packet), len(packet))
+            except Exception:  # noqa: BLE001
+                log.exception("inject failed")
+
+    # --- the ETR fast path ---------------------------------------------------------------
+    def _decap_loop(self, sock: socket.socket) -> None:
+        buf = bytearray(65536)
+        mv = memoryview(buf)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        recvfrom_into = sock.recvfrom_into
+        write = os.write
+        stopping = self._stopping
+        decap = self._decap
+        while not stopping.is_set():
+            try:
+                n, addr = recvfrom_into(buf)
+            except BlockingIOError:
+                poller.poll(200)
+                continue
+            except OSError:
+                if stopping.is_set():
+                    return
+                self._drop("udp-read-error")
+                continue
+            if n < 28:
+                self._drop("short-lisp-packet")
+                continue
+            flags = buf[0]
+            iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
+            fd = self._tun_fds.get(iid)
+            if fd is None:
+                self._drop("unknown-instance")
+                continue
+            if not 0x40 <= buf[8] < 0x70:
+                self._drop("bad-inner-packet")
+                continue
+            try:
+                write(fd, mv[8:n])
+            except OSError:
+                self._drop("tun-write-error")
+                continue
+            ctr = decap.get(addr[0])
+            if ctr is None:
+                ctr = decap[addr[0]] = [0, 0]
+            ctr[0] += 1
+            ctr[1] += n - 8
+            if flags & 0x40:
+                lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
+                k = (iid, addr[0])
+                if self._lsb_seen.get(k) != lsb:
+                    self._lsb_seen[k] = lsb
+                    self._report_lsb(iid, bytes(mv[8:n]), lsb)
+
+    def _report_lsb(self, iid: int, inner: bytes, lsb: int) -> None:
+        cb = self.on_lsb
+        if cb is None or self._loop is None:
+            return
+        src: IPAddr = IPv4Address(inner[12:16]) if inner[0] >> 4 == 4 else IPv6Address(inner[8:24])
+        try:
+            self._loop.call_soon_threadsafe(cb, iid, src, lsb)
+        except RuntimeError:
+            pass
+
+    # --- stats -----------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        out: dict[str, int] = {"misses": self._misses[0]}
+        enc_p = enc_b = 0
+        for c in list(self._compiled.values()):
+            for (_fam, _addr, text), (p, b) in zip(c.dsts, c.counters, strict=False):
+                if p:
+                    out[f"encap.packets.{text}"] = out.get(f"encap.packets.{text}", 0) + p
+                    out[f"encap.bytes.{text}"] = out.get(f"encap.bytes.{text}", 0) + b
+                    enc_p += p
+                    enc_b += b
+        out["encap.packets"] = enc_p
+        out["encap.bytes"] = enc_b
+        dec_p = dec_b = 0
+        for text, (p, b) in list(self._decap.items()):
+            out[f"decap.packets.{text}"] = p
+            out[f"decap.bytes.{text}"] = b
+            dec_p += p
+            dec_b += b
+        out["decap.packets"] = dec_p
+        out["decap.bytes"] = dec_b
+        out["native.packets"] = self._native[0]
+        out["native.bytes"] = self._native[1]
+        for reason, n in list(self._drops.items()):
+            out[f"drop.{reason}"] = n
+        return out
+
+    def entries(self) -> list[FwdEntry]:
+        return list(self._entries.values())
+
+
+def _big_buffers(sock: socket.socket) -> None:
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCK_BUFFER)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, SOCK_BUFFER)
+            except OSError:
+                pass
+
+
+__all__ = ["TunDataplane", "TABLE_BASE"]
