@@ -1,0 +1,746 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * lispnet kernel fast path: LISP data plane (RFC 9300) as two tc clsact programs.
+ *
+ *   lisp_encap  ingress of EID-facing interfaces (ITR role)
+ *   lisp_decap  ingress of RLOC-facing interfaces (ETR role)
+ *
+ * The Python side (lispnet/dataplane/ebpf.py) owns every map; the programs only read
+ * them, except for the per-CPU counters and the miss bookkeeping.
+ *
+ * Encapsulation: longest-prefix match of (instance-id, inner destination) in an LPM
+ * trie per family.  A positive entry holds up to LISP_MAX_RLOCS locators; the RLOC is
+ * chosen like the user-space path (dataplane/encap.py choose_locator): usable = up and
+ * priority != 255, keep the best priority, map the flow hash onto the cumulative
+ * weights (all weights 0 = equal share).  The outer header is pushed with
+ * bpf_skb_adjust_room(BPF_ADJ_ROOM_MAC, ENCAP_L3 | ENCAP_L4_UDP | ENCAP_L2(8)) so that
+ * GSO packets are segmented as UDP tunnel packets (the 8-byte LISP header plays the
+ * role of the inner "L2" header), then the outer destination is routed with
+ * bpf_fib_lookup (tot_len = 0: a GSO packet is larger than the MTU until segmented)
+ * and the packet is redirected: handing it back to the stack would drop it as a
+ * martian since its source is one of our own RLOCs.
+ *
+ * Decapsulation: UDP 4341 to one of our RLOCs; the instance-id selects the routing
+ * table (a VRF's table or main), the 36/56 outer bytes are removed, the inner packet
+ * is routed with bpf_fib_lookup and redirected (local destinations go to the stack).
+ *
+ * Misses: the packet is dropped (or passed to the stack when configured, e.g. toward
+ * the TUN device of the user-space path) and a rate-limited ring buffer event tells
+ * the daemon to send a Map-Request.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define LISP_DATA_PORT 4341
+#define LISP_MAX_RLOCS 8
+#define LISP_HDR_LEN 8
+#define OVERHEAD4 (20 + 8 + LISP_HDR_LEN)
+#define OVERHEAD6 (40 + 8 + LISP_HDR_LEN)
+#define MISS_COPY 128
+#define MISS_INTERVAL_NS (100ULL * 1000 * 1000)
+
+#define LISP_N_BIT 0x80000000U
+#define LISP_L_BIT 0x40000000U
+#define LISP_I_BIT 0x08000000U
+
+/* Flag values as in the kernel UAPI; own names so older or newer headers never clash. */
+#define ADJ_FIXED_GSO (1ULL << 0)
+#define ADJ_ENCAP_L3_IPV4 (1ULL << 1)
+#define ADJ_ENCAP_L3_IPV6 (1ULL << 2)
+#define ADJ_ENCAP_L4_UDP (1ULL << 4)
+#define ADJ_DECAP_L3_IPV4 (1ULL << 7)
+#define ADJ_DECAP_L3_IPV6 (1ULL << 8)
+#define ADJ_ENCAP_L2(len) (((__u64)(len) & 0xff) << 56)
+#define FIB_DIRECT (1U << 0)
+#define FIB_TBID (1U << 3)
+#define RT_TABLE_MAIN_ID 254
+
+#define AF_INET_ 2
+#define AF_INET6_ 10
+
+/* Entry actions (fwd_entry.action), written by ebpf.py. */
+enum {
+	ACT_ENCAP = 0,		/* positive entry or PETR: encapsulate to a locator */
+	ACT_NATIVE = 1,		/* natively forward: leave it to the kernel stack */
+	ACT_MAP_REQUEST = 2,	/* treat as a miss: punt to the daemon */
+	ACT_DROP = 3,		/* drop (negative entry, policy, auth failure) */
+};
+
+/* Configuration flags (lisp_config.flags). */
+#define CFG_MISS_PASS 1U	/* pass misses to the stack instead of dropping them */
+#define CFG_LSB_VALID 2U	/* set the L bit with lisp_config.lsb */
+
+/* Per-CPU counters; the order is mirrored by COUNTERS in ebpf.py. */
+enum {
+	C_ENCAPSULATED,
+	C_DECAPSULATED,
+	C_MISSES,
+	C_MISS_EVENTS,
+	C_NATIVE,
+	C_TTL_EXPIRED,
+	C_LOCAL,
+	C_ENCAP_BYTES,
+	C_DECAP_BYTES,
+	C_DROP_NEGATIVE,
+	C_DROP_NO_RLOC,
+	C_DROP_NO_SOURCE,
+	C_DROP_FIB,
+	C_DROP_ADJUST,
+	C_DROP_UNKNOWN_IID,
+	C_DROP_BAD_INNER,
+	C_DROP_MISS,
+	C_NCOUNTERS,
+};
+
+struct lpm_key4 {
+	__u32 prefixlen;	/* 32 (iid) + inner prefix length */
+	__u8 iid[4];		/* instance-id, network order */
+	__u8 addr[4];
+};
+
+struct lpm_key6 {
+	__u32 prefixlen;
+	__u8 iid[4];
+	__u8 addr[16];
+};
+
+struct rloc {
+	__u8 family;		/* 4 or 6 */
+	__u8 priority;
+	__u8 weight;
+	__u8 up;
+	__u8 addr[16];		/* IPv4 in the first 4 bytes */
+};
+
+struct fwd_entry {
+	__u8 action;
+	__u8 n_rlocs;
+	__u16 flags;
+	__u32 reserved;
+	struct rloc rlocs[LISP_MAX_RLOCS];
+};
+
+struct lisp_config {
+	__u32 lsb;
+	__u32 flags;
+	__u32 underlay_table;	/* 0 = main */
+	__u8 has_src4;
+	__u8 has_src6;
+	__u8 pad[2];
+	__u8 src4[4];
+	__u8 src6[16];
+};
+
+struct if_conf {		/* EID-facing interface -> its instance */
+	__u32 iid;
+	__u32 table;		/* the instance's table (0 = main), for local-EID checks */
+};
+
+struct iid_conf {		/* instance-id -> where decapsulated packets go */
+	__u32 ifindex;
+	__u32 table;		/* 0 = main */
+};
+
+struct rloc_key {
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+struct miss_key {
+	__u32 iid;
+	__u8 family;
+	__u8 pad[3];
+	__u8 dst[16];
+};
+
+struct miss_event {
+	__u32 iid;
+	__u8 family;
+	__u8 pad;
+	__u16 len;		/* bytes of the inner packet copied into pkt */
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 pkt[MISS_COPY];
+};
+
+struct lisp4 {
+	struct iphdr ip;
+	struct udphdr udp;
+	__be32 w1;
+	__be32 w2;
+} __attribute__((packed));
+
+struct lisp6 {
+	struct ipv6hdr ip;
+	struct udphdr udp;
+	__be32 w1;
+	__be32 w2;
+} __attribute__((packed));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__type(key, struct lpm_key4);
+	__type(value, struct fwd_entry);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fwd_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__type(key, struct lpm_key6);
+	__type(value, struct fwd_entry);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fwd_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lisp_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct if_conf);
+} eid_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct iid_conf);
+} instances SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct rloc_key);
+	__type(value, __u8);
+} local_rlocs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, C_NCOUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct miss_key);
+	__type(value, __u64);
+} miss_seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} miss_events SEC(".maps");
+
+static __always_inline void count_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += n;
+}
+
+static __always_inline int drop(__u32 reason)
+{
+	count_add(reason, 1);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline __u16 csum_fold(__s64 csum)
+{
+	__u32 sum = (__u32)csum;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+static __always_inline __u32 table_or_main(__u32 table)
+{
+	return table ? table : RT_TABLE_MAIN_ID;
+}
+
+static __always_inline void fib_set_table(struct bpf_fib_lookup *p, __u32 table)
+{
+	/* 'tbid' shares its 4 bytes with h_vlan_proto/h_vlan_TCI (kernel >= 6.8). */
+	__builtin_memcpy(&p->h_vlan_proto, &table, sizeof(table));
+}
+
+/* Send a routed packet: fill the MACs from the FIB result, or let the neighbour
+ * subsystem resolve the next hop when the FIB had no neighbour entry yet. */
+static __always_inline int forward(struct __sk_buff *skb, struct bpf_fib_lookup *p, int rc)
+{
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__u8 macs[12];
+
+		__builtin_memcpy(macs, p->dmac, 6);
+		__builtin_memcpy(macs + 6, p->smac, 6);
+		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+			return drop(C_DROP_FIB);
+		return bpf_redirect(p->ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {};
+
+		nh.nh_family = p->family;
+		__builtin_memcpy(&nh.ipv6_nh, &p->ipv6_dst, 16);
+		return bpf_redirect_neigh(p->ifindex, &nh, sizeof(nh), 0);
+	}
+	return drop(C_DROP_FIB);
+}
+
+/* No usable map-cache entry: local or intra-site traffic goes to the stack; anything
+ * else is a miss reported to the daemon (at most one event per destination per
+ * MISS_INTERVAL_NS) and dropped or passed on, as configured. */
+static __always_inline int handle_miss(struct __sk_buff *skb, struct lisp_config *cfg,
+				       struct if_conf *ic, __u8 family, __u8 *src, __u8 *dst)
+{
+	struct bpf_fib_lookup p = {};
+	int rc;
+
+	p.family = family == 4 ? AF_INET_ : AF_INET6_;
+	p.ifindex = skb->ifindex;
+	if (family == 4) {
+		__builtin_memcpy(&p.ipv4_src, src, 4);
+		__builtin_memcpy(&p.ipv4_dst, dst, 4);
+	} else {
+		__builtin_memcpy(p.ipv6_src, src, 16);
+		__builtin_memcpy(p.ipv6_dst, dst, 16);
+	}
+	fib_set_table(&p, table_or_main(ic->table));
+	rc = bpf_fib_lookup(skb, &p, sizeof(p), FIB_DIRECT | FIB_TBID);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
+		count_add(C_LOCAL, 1);
+		return TC_ACT_OK;
+	}
+	if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
+	    bpf_map_lookup_elem(&eid_ifaces, &p.ifindex)) {
+		count_add(C_LOCAL, 1);
+		return TC_ACT_OK;
+	}
+
+	count_add(C_MISSES, 1);
+	struct miss_key mk = {};
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last;
+
+	mk.iid = ic->iid;
+	mk.family = family;
+	__builtin_memcpy(mk.dst, dst, 16);
+	last = bpf_map_lookup_elem(&miss_seen, &mk);
+	if (!last || now - *last >= MISS_INTERVAL_NS) {
+		struct miss_event *ev;
+
+		bpf_map_update_elem(&miss_seen, &mk, &now, BPF_ANY);
+		ev = bpf_ringbuf_reserve(&miss_events, sizeof(*ev), 0);
+		if (ev) {
+			__u32 len = skb->len;
+
+			ev->iid = ic->iid;
+			ev->family = family;
+			ev->pad = 0;
+			__builtin_memcpy(ev->src, src, 16);
+			__builtin_memcpy(ev->dst, dst, 16);
+			len = len > ETH_HLEN ? len - ETH_HLEN : 0;
+			if (len > MISS_COPY)
+				len = MISS_COPY;
+			len &= 0xff;	/* a bound the verifier can see */
+			if (len < 1 || len > MISS_COPY || bpf_skb_load_bytes(skb, ETH_HLEN, ev->pkt, len))
+				len = 0;
+			ev->len = len;
+			bpf_ringbuf_submit(ev, 0);
+			count_add(C_MISS_EVENTS, 1);
+		}
+	}
+	if (cfg->flags & CFG_MISS_PASS)
+		return TC_ACT_OK;
+	return drop(C_DROP_MISS);
+}
+
+/* RLOC choice: best priority among usable locators, weighted by the flow hash. */
+static __always_inline struct rloc *choose_rloc(struct fwd_entry *e, __u32 hash)
+{
+	__u32 best = 256, total = 0, count = 0, point, i;
+	__u32 n = e->n_rlocs;
+
+	if (n > LISP_MAX_RLOCS)
+		n = LISP_MAX_RLOCS;
+	for (i = 0; i < LISP_MAX_RLOCS; i++) {
+		struct rloc *r = &e->rlocs[i];
+
+		if (i >= n)
+			break;
+		if (r->up && r->priority != 255 && r->priority < best)
+			best = r->priority;
+	}
+	if (best == 256)
+		return 0;
+	for (i = 0; i < LISP_MAX_RLOCS; i++) {
+		struct rloc *r = &e->rlocs[i];
+
+		if (i >= n)
+			break;
+		if (r->up && r->priority == best) {
+			total += r->weight;
+			count++;
+		}
+	}
+	if (!count)
+		return 0;
+	point = total ? hash % total : hash % count;
+	for (i = 0; i < LISP_MAX_RLOCS; i++) {
+		struct rloc *r = &e->rlocs[i];
+
+		if (i >= n)
+			break;
+		if (!r->up || r->priority != best)
+			continue;
+		if (total) {
+			if (point < r->weight)
+				return r;
+			point -= r->weight;
+		} else {
+			if (point == 0)
+				return r;
+			point--;
+		}
+	}
+	return 0;
+}
+
+SEC("tc")
+int lisp_encap(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 zero = 0, ifindex = skb->ifindex;
+	__u8 src[16] = {}, dst[16] = {};
+	struct lisp_config *cfg;
+	struct fwd_entry *e;
+	struct if_conf *ic;
+	__u8 family, ttl, tos;
+	__u16 l3proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	ic = bpf_map_lookup_elem(&eid_ifaces, &ifindex);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ic || !cfg)
+		return TC_ACT_OK;
+	l3proto = eth->h_proto;
+
+	if (l3proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		__u8 first;
+
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_OK;
+		first = ((__u8 *)&ip->daddr)[0];
+		/* multicast, broadcast, loopback: not for the overlay */
+		if ((first & 0xf0) == 0xe0 || first == 127 || ip->daddr == 0xffffffff)
+			return TC_ACT_OK;
+		family = 4;
+		ttl = ip->ttl;
+		tos = ip->tos;
+		__builtin_memcpy(src, &ip->saddr, 4);
+		__builtin_memcpy(dst, &ip->daddr, 4);
+		struct lpm_key4 k = {.prefixlen = 64};
+
+		*(__u32 *)k.iid = bpf_htonl(ic->iid);
+		__builtin_memcpy(k.addr, dst, 4);
+		e = bpf_map_lookup_elem(&fwd_v4, &k);
+	} else if (l3proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		__u8 b0, b1;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return TC_ACT_OK;
+		b0 = ip6->daddr.in6_u.u6_addr8[0];
+		b1 = ip6->daddr.in6_u.u6_addr8[1];
+		/* multicast and link-local (neighbour discovery) stay local */
+		if (b0 == 0xff || (b0 == 0xfe && (b1 & 0xc0) == 0x80))
+			return TC_ACT_OK;
+		family = 6;
+		ttl = ip6->hop_limit;
+		tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+		__builtin_memcpy(src, &ip6->saddr, 16);
+		__builtin_memcpy(dst, &ip6->daddr, 16);
+		struct lpm_key6 k = {.prefixlen = 160};
+
+		*(__u32 *)k.iid = bpf_htonl(ic->iid);
+		__builtin_memcpy(k.addr, dst, 16);
+		e = bpf_map_lookup_elem(&fwd_v6, &k);
+	} else {
+		return TC_ACT_OK;
+	}
+
+	if (!e || e->action == ACT_MAP_REQUEST)
+		return handle_miss(skb, cfg, ic, family, src, dst);
+	if (e->action == ACT_NATIVE) {
+		count_add(C_NATIVE, 1);
+		return TC_ACT_OK;
+	}
+	if (e->action != ACT_ENCAP)
+		return drop(C_DROP_NEGATIVE);
+	if (ttl <= 1) {
+		/* let the stack answer with ICMP time exceeded */
+		count_add(C_TTL_EXPIRED, 1);
+		return TC_ACT_OK;
+	}
+
+	__u32 hash = bpf_get_hash_recalc(skb);
+	struct rloc *r = choose_rloc(e, hash);
+
+	if (!r)
+		return drop(C_DROP_NO_RLOC);
+
+	/* Route the outer destination before touching the packet. */
+	struct bpf_fib_lookup p = {};
+	__u8 ofam = r->family;
+
+	p.ifindex = skb->ifindex;
+	if (ofam == 4) {
+		if (!cfg->has_src4)
+			return drop(C_DROP_NO_SOURCE);
+		p.family = AF_INET_;
+		p.tos = tos;
+		__builtin_memcpy(&p.ipv4_src, cfg->src4, 4);
+		__builtin_memcpy(&p.ipv4_dst, r->addr, 4);
+	} else {
+		if (!cfg->has_src6)
+			return drop(C_DROP_NO_SOURCE);
+		p.family = AF_INET6_;
+		__builtin_memcpy(p.ipv6_src, cfg->src6, 16);
+		__builtin_memcpy(p.ipv6_dst, r->addr, 16);
+	}
+	fib_set_table(&p, table_or_main(cfg->underlay_table));
+	int rc = bpf_fib_lookup(skb, &p, sizeof(p), FIB_DIRECT | FIB_TBID);
+
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return drop(C_DROP_FIB);
+
+	/* Build the outer headers while the entry's fields are at hand. */
+	__u32 inner_len = skb->len - ETH_HLEN;
+	__u32 iid = ic->iid & 0xffffff;
+	__u32 w1 = LISP_N_BIT | (bpf_get_prandom_u32() & 0xffffff);
+	__u32 w2 = iid << 8;
+	__u16 sport = bpf_htons(0xc000 | (hash & 0x3fff));
+
+	if (iid)
+		w1 |= LISP_I_BIT;
+	if (cfg->flags & CFG_LSB_VALID) {
+		w1 |= LISP_L_BIT;
+		w2 |= iid ? (cfg->lsb & 0xff) : cfg->lsb;
+	}
+	ttl -= 1;
+
+	struct lisp4 o4 = {};
+	struct lisp6 o6 = {};
+	__u64 flags = ADJ_ENCAP_L4_UDP | ADJ_ENCAP_L2(LISP_HDR_LEN);
+	int room;
+
+	if (ofam == 4) {
+		o4.ip.version = 4;
+		o4.ip.ihl = 5;
+		o4.ip.tos = tos;
+		o4.ip.tot_len = bpf_htons(inner_len + OVERHEAD4);
+		o4.ip.ttl = ttl;
+		o4.ip.protocol = IPPROTO_UDP;
+		__builtin_memcpy(&o4.ip.saddr, cfg->src4, 4);
+		__builtin_memcpy(&o4.ip.daddr, r->addr, 4);
+		o4.ip.check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)&o4.ip, sizeof(o4.ip), 0));
+		o4.udp.source = sport;
+		o4.udp.dest = bpf_htons(LISP_DATA_PORT);
+		o4.udp.len = bpf_htons(inner_len + 16);
+		o4.w1 = bpf_htonl(w1);
+		o4.w2 = bpf_htonl(w2);
+		flags |= ADJ_ENCAP_L3_IPV4;
+		room = OVERHEAD4;
+	} else {
+		o6.ip.version = 6;
+		o6.ip.priority = tos >> 4;
+		o6.ip.flow_lbl[0] = ((tos & 0xf) << 4) | ((hash >> 16) & 0xf);
+		o6.ip.flow_lbl[1] = (hash >> 8) & 0xff;
+		o6.ip.flow_lbl[2] = hash & 0xff;
+		o6.ip.payload_len = bpf_htons(inner_len + 16);
+		o6.ip.nexthdr = IPPROTO_UDP;
+		o6.ip.hop_limit = ttl;
+		__builtin_memcpy(&o6.ip.saddr, cfg->src6, 16);
+		__builtin_memcpy(&o6.ip.daddr, r->addr, 16);
+		o6.udp.source = sport;
+		o6.udp.dest = bpf_htons(LISP_DATA_PORT);
+		o6.udp.len = o6.ip.payload_len;
+		o6.w1 = bpf_htonl(w1);
+		o6.w2 = bpf_htonl(w2);
+		flags |= ADJ_ENCAP_L3_IPV6;
+		room = OVERHEAD6;
+	}
+
+	/* Inner TTL / hop limit: we forward as a router. */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (family == 4) {
+		struct iphdr *ip = data + ETH_HLEN;
+
+		if ((void *)(ip + 1) > data_end)
+			return drop(C_DROP_BAD_INNER);
+		__u32 check = ip->check;
+
+		check += bpf_htons(0x0100);
+		ip->check = (__u16)(check + (check >= 0xffff));
+		ip->ttl = ttl;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return drop(C_DROP_BAD_INNER);
+		ip6->hop_limit = ttl;
+	}
+
+	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, flags))
+		return drop(C_DROP_ADJUST);
+	if (ofam == 4) {
+		if (bpf_skb_store_bytes(skb, ETH_HLEN, &o4, sizeof(o4), 0))
+			return drop(C_DROP_ADJUST);
+	} else {
+		if (bpf_skb_store_bytes(skb, ETH_HLEN, &o6, sizeof(o6), 0))
+			return drop(C_DROP_ADJUST);
+	}
+	if (ofam != family) {
+		__be16 proto = bpf_htons(ofam == 4 ? ETH_P_IP : ETH_P_IPV6);
+
+		if (bpf_skb_store_bytes(skb, 12, &proto, sizeof(proto), 0))
+			return drop(C_DROP_ADJUST);
+	}
+	count_add(C_ENCAPSULATED, 1);
+	count_add(C_ENCAP_BYTES, inner_len);
+	return forward(skb, &p, rc);
+}
+
+SEC("tc")
+int lisp_decap(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct rloc_key rk = {};
+	struct udphdr *udp;
+	__u32 overhead;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_OK;
+		/* options and fragments go to the stack (it reassembles for the daemon) */
+		if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
+			return TC_ACT_OK;
+		rk.family = 4;
+		__builtin_memcpy(rk.addr, &ip->daddr, 4);
+		udp = (void *)(ip + 1);
+		overhead = OVERHEAD4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return TC_ACT_OK;
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return TC_ACT_OK;
+		rk.family = 6;
+		__builtin_memcpy(rk.addr, &ip6->daddr, 16);
+		udp = (void *)(ip6 + 1);
+		overhead = OVERHEAD6;
+	} else {
+		return TC_ACT_OK;
+	}
+	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(LISP_DATA_PORT))
+		return TC_ACT_OK;
+	if (!bpf_map_lookup_elem(&local_rlocs, &rk))
+		return TC_ACT_OK;
+
+	__be32 *lisp = (void *)(udp + 1);
+	__u8 *inner;
+
+	if ((void *)(lisp + 2) + 1 > data_end)
+		return drop(C_DROP_BAD_INNER);
+	inner = (void *)(lisp + 2);
+	__u32 w1 = bpf_ntohl(lisp[0]);
+	__u32 iid = (w1 & LISP_I_BIT) ? bpf_ntohl(lisp[1]) >> 8 : 0;
+	__u8 ifam = inner[0] >> 4;
+	struct iid_conf *inst = bpf_map_lookup_elem(&instances, &iid);
+
+	if (!inst)
+		return drop(C_DROP_UNKNOWN_IID);
+	if (ifam != 4 && ifam != 6)
+		return drop(C_DROP_BAD_INNER);
+
+	__u64 flags = ADJ_FIXED_GSO;
+
+	if (ifam != rk.family)
+		flags |= ifam == 4 ? ADJ_DECAP_L3_IPV4 : ADJ_DECAP_L3_IPV6;
+	__u32 table = table_or_main(inst->table);
+
+	if (bpf_skb_adjust_room(skb, -(__s32)overhead, BPF_ADJ_ROOM_MAC, flags))
+		return drop(C_DROP_ADJUST);
+	if (ifam != rk.family) {
+		__be16 proto = bpf_htons(ifam == 4 ? ETH_P_IP : ETH_P_IPV6);
+
+		if (bpf_skb_store_bytes(skb, 12, &proto, sizeof(proto), 0))
+			return drop(C_DROP_ADJUST);
+	}
+	count_add(C_DECAPSULATED, 1);
+	count_add(C_DECAP_BYTES, skb->len - ETH_HLEN);
+
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	struct bpf_fib_lookup p = {};
+
+	p.ifindex = skb->ifindex;
+	if (ifam == 4) {
+		struct iphdr *ip = data + ETH_HLEN;
+
+		if ((void *)(ip + 1) > data_end)
+			return drop(C_DROP_BAD_INNER);
+		p.family = AF_INET_;
+		p.tos = ip->tos;
+		p.ipv4_src = ip->saddr;
+		p.ipv4_dst = ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return drop(C_DROP_BAD_INNER);
+		p.family = AF_INET6_;
+		__builtin_memcpy(p.ipv6_src, &ip6->saddr, 16);
+		__builtin_memcpy(p.ipv6_dst, &ip6->daddr, 16);
+	}
+	fib_set_table(&p, table);
+	int rc = bpf_fib_lookup(skb, &p, sizeof(p), FIB_DIRECT | FIB_TBID);
+
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
+		count_add(C_LOCAL, 1);
+		return TC_ACT_OK;
+	}
+	return forward(skb, &p, rc);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
