@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from scapy.all import UDP, rdpcap  # type: ignore[import-untyped,unused-ignore]
+from scapy.all import UDP, rdpcap  # type: ignore[attr-defined,import-untyped,unused-ignore]
 
 from lispnet.wire import (
     Ecm,

@@ -132,7 +132,25 @@ class Ecm(ControlBase):
         if self.security:
             _check_ecm_auth(self.auth_data)
         # the inner header classes validate the remaining fields
-        self.ip_header()
+        hdr = self.ip_header()
+        self._canonicalise_checksums(hdr)
+
+    def _canonicalise_checksums(self, hdr: Ipv4Header | Ipv6Header) -> None:
+        """Store a checksum equal to the one we would compute as None, as the decoder does,
+        so that equal packets give equal values."""
+        if self.inner_udp_checksum == 0 and isinstance(hdr, Ipv4Header):
+            object.__setattr__(self, "inner_udp_checksum", None)
+        needs_ip = isinstance(hdr, Ipv4Header) and self.inner_ip_checksum is not None
+        needs_udp = isinstance(hdr, Ipv6Header) and self.inner_udp_checksum is not None
+        if not (needs_ip or needs_udp):
+            return
+        r = Reader(build_ip_udp(hdr, self.udp_header(), self.message.to_bytes()))
+        ip, _ = read_ip_header(r)
+        udp, _ = UdpHeader.from_wire(r, ip.src, ip.dst)
+        if isinstance(ip, Ipv4Header) and ip.checksum is None:
+            object.__setattr__(self, "inner_ip_checksum", None)
+        if needs_udp and udp.checksum is None:
+            object.__setattr__(self, "inner_udp_checksum", None)
 
     def ip_header(self) -> Ipv4Header | Ipv6Header:
         """The inner IP header this ECM encodes."""
