@@ -6,6 +6,8 @@ provides it; otherwise simple IPv4 / IPv6 / MAC / name / Instance-ID values are 
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -32,9 +34,11 @@ from lispnet.wire.enums import Action, AuthAlg, ReferralAction
 from lispnet.wire.lcaf import LcafInstanceId
 from lispnet.wire.records import EidRecord, LocatorRecord
 
-try:  # pragma: no cover - depends on the LCAF engineer's progress
-    from strategies_lcaf import addresses as _lcaf_addresses  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
+_lcaf_addresses: Callable[[], st.SearchStrategy[Address]] | None
+try:  # pragma: no cover - depends on the LCAF engineer's module
+    from strategies_lcaf import addresses as _lcaf_addresses
+except Exception as e:  # pragma: no cover - optional: fall back to simple addresses, but say so
+    warnings.warn(f"strategies_lcaf unusable ({e!r}); control strategies use simple addresses", stacklevel=1)
     _lcaf_addresses = None
 
 u8 = st.integers(0, 0xFF)
