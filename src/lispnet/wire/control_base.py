@@ -187,6 +187,12 @@ def checked_prefix(r: Reader, eid: Address, mask_len: int, offset: int) -> None:
 def read_eid_record(r: Reader) -> EidRecord:
     """A mapping record (RFC 9301 section 5.4) with its mask-len checked against the EID."""
     start = r.pos
+    if r.remaining >= MIN_EID_RECORD:
+        loc_count = r.data[start + 4]
+        if MIN_EID_RECORD + loc_count * MIN_LOCATOR > r.remaining:
+            raise BadCount(
+                f"locator count {loc_count} cannot fit in the {r.remaining} byte(s) left", start + 4, r.msg_type
+            )
     rec = EidRecord.from_wire(r)
     checked_prefix(r, rec.eid, rec.mask_len, start + 5)
     return rec
