@@ -279,9 +279,10 @@ REJECTION_COLUMNS: list[Column] = [
     col("Site", lambda r: r.get("site") or "(unknown)"),
     col("Reason", "reason"),
     col("Count", "count", "right"),
-    col("Last offender", "last-offender"),
+    col("Last offender", lambda r: r.get("last-source") or r.get("last-offender")),
     col("Last EID", "last-eid"),
     col("Last time", lambda r: when(r.get("last-time"))),
+    col("Detail", "detail"),
 ]
 
 STATIC_COLUMNS: list[Column] = [
