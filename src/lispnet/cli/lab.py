@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 lab_app = typer.Typer(help="Namespace labs: a whole LISP network on one machine.", no_args_is_help=True)
-console = Console()
+console = Console(emoji=False)
 
 
 def nodes_table(lab: object) -> Table:

@@ -14,7 +14,9 @@ import fcntl
 import ipaddress
 import os
 import struct
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute, NetNS, netns
 
@@ -30,7 +32,32 @@ TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
 IFA_F_NOPREFIXROUTE = 0x200
 
+T = TypeVar("T")
 Netlink = Any  # IPRoute | NetNS (pyroute2 ships no type hints)
+
+
+def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in a fresh thread and return its result (or raise its error).
+
+    pyroute2 0.9 drives netlink with asyncio internally; its synchronous API cannot run
+    on a thread whose event loop is already running (the daemon's), so callers on the
+    loop hop to a short-lived thread for netlink work.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            error.append(e)
+
+    t = threading.Thread(target=run, name="netlink")
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def open_ipr(namespace: str | None = None) -> Netlink:
@@ -214,6 +241,7 @@ __all__ = [
     "delete_link",
     "delete_rules_for_table",
     "flush_table",
+    "in_thread",
     "link_index",
     "link_up",
     "list_namespaces",

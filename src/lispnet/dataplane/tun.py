@@ -131,7 +131,6 @@ class TunDataplane:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._started = False
-        self._ipr: Any = None
         self._created_tables: set[int] = set()
         self._lsb_seen: dict[tuple[int, str], int] = {}
         # counters (written by the forwarding threads; read racily for stats)
@@ -148,7 +147,6 @@ class TunDataplane:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        self._ipr = netlink.open_ipr()
         self._stopping.clear()
         self._started = True
         for family in (socket.AF_INET, socket.AF_INET6):
@@ -182,13 +180,17 @@ class TunDataplane:
         self._rx.clear()
         self._tx.clear()
         self._raw.clear()
-        if self._ipr is not None:
-            for table in self._created_tables:
-                netlink.delete_rules_for_table(self._ipr, table)
-                netlink.flush_table(self._ipr, table)
-            self._ipr.close()
-            self._ipr = None
+        if self._created_tables:
+            netlink.in_thread(self._cleanup_tables, sorted(self._created_tables))
+            self._created_tables.clear()
         self._started = False
+
+    @staticmethod
+    def _cleanup_tables(tables: list[int]) -> None:
+        with netlink.open_ipr() as ipr:
+            for table in tables:
+                netlink.delete_rules_for_table(ipr, table)
+                netlink.flush_table(ipr, table)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -228,7 +230,7 @@ class TunDataplane:
         """Steer ``prefixes`` into the TUN of ``iid`` (a PITR's EID space)."""
         self._routes.setdefault(iid, []).extend(prefixes)
         if self._started and iid in self._tun_fds:
-            self._install_routes(iid, prefixes)
+            netlink.in_thread(self._install_routes, iid, prefixes)
 
     def device(self, iid: int) -> str:
         return f"{self.tun_prefix}{iid}"
@@ -241,7 +243,14 @@ class TunDataplane:
         fd = netlink.create_tun(dev)
         os.set_blocking(fd, False)
         self._tun_fds[iid] = fd
-        ipr = self._ipr
+        netlink.in_thread(self._configure_instance, iid, dev)
+        self._spawn(f"lisp-encap-{iid}", self._tun_loop, fd, iid)
+
+    def _configure_instance(self, iid: int, dev: str) -> None:
+        with netlink.open_ipr() as ipr:
+            self._configure_instance_with(ipr, iid, dev)
+
+    def _configure_instance_with(self, ipr: Any, iid: int, dev: str) -> None:
         netlink.link_up(ipr, dev, mtu=self.mtu)
         for name in (f"net.ipv4.conf.{dev}.rp_filter", f"net.ipv6.conf.{dev}.disable_ipv6"):
             try:
@@ -259,13 +268,16 @@ class TunDataplane:
                 netlink.replace_route(ipr, "::/0", dev=dev, table=table)
             netlink.add_iif_rule(ipr, lan, table, RULE_PRIORITY)
             netlink.add_iif_rule(ipr, dev, table, RULE_PRIORITY)
-        self._install_routes(iid, self._routes.get(iid, []))
-        self._spawn(f"lisp-encap-{iid}", self._tun_loop, fd, iid)
+        self._install_routes_with(ipr, iid, self._routes.get(iid, []))
 
     def _install_routes(self, iid: int, prefixes: list[EidPrefix]) -> None:
+        with netlink.open_ipr() as ipr:
+            self._install_routes_with(ipr, iid, prefixes)
+
+    def _install_routes_with(self, ipr: Any, iid: int, prefixes: list[EidPrefix]) -> None:
         dev = self.device(iid)
         for p in prefixes:
-            netlink.replace_route(self._ipr, f"{p.address}/{p.mask_len}", dev=dev, table=self.table(iid))
+            netlink.replace_route(ipr, f"{p.address}/{p.mask_len}", dev=dev, table=self.table(iid))
 
     # --- forwarding table -----------------------------------------------------------------
     def install(self, entry: FwdEntry) -> None:

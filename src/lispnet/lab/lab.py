@@ -342,6 +342,15 @@ def start_daemons(lab: Lab, dataplane: str = "tun", progress: Progress = _noop) 
     lab.save()
 
 
+def _tail(path: str | None, lines: int = 15) -> str:
+    if not path:
+        return ""
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def _get_json(url: str, timeout: float = 2.0) -> Any:
     import httpx
 
@@ -357,7 +366,7 @@ def wait_ready(lab: Lab, timeout: float = 60.0, progress: Progress = _noop) -> N
     for info in routers:
         while True:
             if info.pid is not None and not _alive(info.pid):
-                raise LabError(f"{info.name} exited; see {info.log}")
+                raise LabError(f"{info.name} exited:\n{_tail(info.log)}")
             try:
                 _get_json(info.api or "")
                 break

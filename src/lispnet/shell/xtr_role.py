@@ -97,15 +97,14 @@ def local_rlocs(config: NodeConfig) -> list[IPAddr]:
     if config.node.rloc_interfaces:
         from ..dataplane import netlink
 
-        ipr = netlink.open_ipr()
-        try:
-            for ifname in config.node.rloc_interfaces:
-                for cidr in netlink.addresses(ipr, ifname):
-                    addr = ip_interface(cidr).ip
-                    if addr not in rlocs:
-                        rlocs.append(addr)
-        finally:
-            ipr.close()
+        def read() -> list[str]:
+            with netlink.open_ipr() as ipr:
+                return [c for ifname in config.node.rloc_interfaces for c in netlink.addresses(ipr, ifname)]
+
+        for cidr in netlink.in_thread(read):
+            addr = ip_interface(cidr).ip
+            if addr not in rlocs:
+                rlocs.append(addr)
     return rlocs
 
 
