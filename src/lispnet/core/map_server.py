@@ -1,0 +1,886 @@
+"""The Map-Server as a sans-I/O engine (RFC 9301 sections 8.2-8.4; spec 7, 8, 10, 11.3, 11.4).
+
+What it does
+------------
+*Registration.*  An ETR sends a Map-Register (UDP to 4342, from any port).  We decode
+it, find the site its EID-records belong to (the configured prefixes, longest match,
+plus the Key ID), and check the HMAC on the received bytes (``auth.verify_raw``: no
+re-encoding).  Then each record must lie inside the site's prefixes (exactly, or as a
+more-specific when the site allows it) and, when the site restricts RLOCs, every IP
+locator must be inside the allowed RLOC prefixes.  Accepted records are installed or
+refreshed with an expiry: the site timeout (180 s, three 60 s register intervals) or the
+record TTL when the T bit is set.  A record TTL of 0 withdraws the registration.  Several
+ETRs of one site registering one prefix are kept apart by xTR-ID (or source RLOC without
+one) and their locator sets merged (see ``db/sites.py``).  With the M bit we answer a
+Map-Notify carrying the same nonce, the accepted records, and the Key ID, algorithm and
+authentication length of the Map-Register, sent to the Map-Register's source address
+*and port* (lispers.net registers from an ephemeral port and listens there).
+
+Every refusal - ``eid-not-in-any-site``, ``bad-key-id``, ``bad-hmac``,
+``eid-outside-site-prefixes``, ``rloc-not-allowed``, ``site-disabled``, ``table-full``,
+``malformed`` - is counted per (site, reason), remembered with the last offender
+(source, EID, time) for the API, and emitted as :class:`RegistrationRejected`.
+
+*Map-Requests* (inside an ECM from a Map-Resolver or ITR, or plain):
+
+* registered, proxy-reply (P bit, site policy or static mapping): a Map-Reply (A = 0,
+  the registered TTL) to the first usable ITR-RLOC (our family first) at the inner UDP
+  source port (ECM) or the source port (plain);
+* registered without proxy-reply: the request is forwarded in an ECM with the E bit
+  (same inner headers: the received ECM with its flag bits changed) to one of the
+  registering ETRs' RLOCs on 4342;
+* configured but unregistered: negative Map-Reply, TTL 1 minute, the site's action
+  (default Natively-Forward), for the least-specific prefix inside the site prefix that
+  overlaps no registration;
+* neither: negative Map-Reply, TTL 15 minutes, for the shortest non-EID covering prefix
+  (``db/negative.py``) over configured and registered prefixes.
+
+An EID of AFI 0 (RLOC-probe style) cannot be answered and is dropped and counted; an
+EID of another non-prefix kind (a Multicast-Info LCAF, a name) is answered by exact
+match or with a 15-minute negative reply echoing it.  Nothing a peer sends raises:
+``receive`` catches :class:`DecodeError`, counts it by reason and drops the datagram.
+
+Map-Requests are rate-limited per source (token bucket); Map-Registers are not, so a
+request flood cannot starve registrations.  Sends and events are queued up to a bound.
+
+The hot paths avoid encoding: the Map-Notify for a fully accepted Map-Register is the
+received bytes with a new first word and the auth field recomputed; a proxy Map-Reply
+is an encoding cached per registered prefix (rebuilt after any change) with the nonce
+spliced in; negative replies are cached per (prefix, TTL, action).
+
+Service methods for the REST API (all return JSON-able values): ``list_sites``,
+``get_site``, ``add_site``, ``delete_site``, ``add_static_mapping``,
+``delete_static_mapping``, ``static_mappings``, ``list_registrations``,
+``rejections``, ``counters``, ``snapshot``, ``restore``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from ..db.lpm import LpmTable, address_width
+from ..db.negative import negative_prefix
+from ..db.sites import (
+    ACTION_BY_NAME,
+    ACTION_NAMES,
+    AllowedPrefix,
+    RegisteredPrefix,
+    Registration,
+    RegistrationTable,
+    SiteKey,
+    SitePolicy,
+    locator_from_dict,
+    locator_to_dict,
+    registrant_key,
+)
+from ..wire.address import Address, NoAddress
+from ..wire.auth import sign_raw, verify_raw
+from ..wire.control import Ecm, MapNotify, MapRegister, MapReply, MapRequest, parse_control
+from ..wire.enums import Action, MessageType
+from ..wire.errors import DecodeError
+from ..wire.prefix import EidPrefix
+from ..wire.records import EidRecord, LocatorRecord
+from .engine import CONTROL_PORT, Endpoint, Event, IPAddr, Send
+from .ratelimit import TokenBucketLimiter
+from .timers import Timers
+
+NEGATIVE_TTL_MIN = 15
+"""Negative Map-Reply TTL for non-EID space (spec 11.2)."""
+UNREGISTERED_TTL_MIN = 1
+"""Negative Map-Reply TTL for configured but unregistered EIDs (spec 11.3)."""
+
+_ECM_E_BYTE = 0x02  # E bit (0x02000000) in byte 0 of the ECM header
+_ECM_M_BYTE = 0x01  # M bit (0x01000000)
+_MNOT_I = 0x08000000
+
+
+def msg_name(t: int) -> str:
+    """``map-register`` style name of a message type."""
+    return MessageType(t).name.lower().replace("_", "-")
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRegistered(Event):
+    """A registration was installed or its content (locators, flags) changed."""
+
+    site: str
+    prefix: EidPrefix
+    etr: Endpoint
+    xtr_id: int | None
+    locators: tuple[LocatorRecord, ...]
+    new: bool
+    """True for a new registrant, False for a changed one."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationExpired(Event):
+    """A registration was not refreshed in time and was removed."""
+
+    site: str | None
+    prefix: EidPrefix
+    etr: Endpoint | None
+    xtr_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationWithdrawn(Event):
+    """A registration was removed by a TTL-0 Map-Register or a site change/deletion."""
+
+    site: str | None
+    prefix: EidPrefix
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRejected(Event):
+    """A Map-Register (or one of its records) was refused."""
+
+    site: str | None
+    reason: str
+    source: Endpoint
+    prefix: EidPrefix | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteChanged(Event):
+    """A site or static mapping was added, replaced or deleted through the service API."""
+
+    kind: str
+    """"site" or "static-mapping"."""
+    name: str
+    action: str
+    """"added", "replaced", "deleted"."""
+
+
+# --- bookkeeping ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Rejection:
+    """Count and last offender of one (site, reason)."""
+
+    site: str | None
+    reason: str
+    count: int = 0
+    last_source: Endpoint | None = None
+    last_prefix: EidPrefix | None = None
+    last_time: float = 0.0
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "reason": self.reason,
+            "count": self.count,
+            "last-source": str(self.last_source) if self.last_source else None,
+            "last-eid": str(self.last_prefix) if self.last_prefix else None,
+            "last-time": self.last_time,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class Counters:
+    """Message and outcome counters of a mapping-system engine (``as_dict`` for the API)."""
+
+    messages_in: Counter[str] = field(default_factory=Counter)
+    messages_out: Counter[str] = field(default_factory=Counter)
+    decode_errors: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    """Map-Request outcomes: proxy-reply, forwarded-to-etr, negative-15, negative-1, ..."""
+    dropped: Counter[str] = field(default_factory=Counter)
+    """Datagrams dropped after decoding, by reason."""
+    registrations: Counter[str] = field(default_factory=Counter)
+    """accepted, refreshed, new, withdrawn, expired."""
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {
+            "messages-in": dict(self.messages_in),
+            "messages-out": dict(self.messages_out),
+            "decode-errors": dict(self.decode_errors),
+            "rejections": dict(self.rejections),
+            "requests": dict(self.requests),
+            "dropped": dict(self.dropped),
+            "registrations": dict(self.registrations),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MapServerConfig:
+    """Map-Server knobs (``config.model.MapServerOptions`` / ``MapResolverOptions`` map onto these)."""
+
+    registration_timeout_s: float = 180.0
+    """Removal of a registration not refreshed (T bit clear)."""
+    max_registrations: int = 2_000_000
+    """Upper bound on registrations (a hostile ETR cannot exhaust memory)."""
+    proxy_reply_ttl: int | None = None
+    """Override the TTL (minutes) of proxy Map-Replies; None = the registered TTL."""
+    negative_ttl: int = NEGATIVE_TTL_MIN
+    """TTL (minutes) of negative replies for non-EID space."""
+    unregistered_ttl: int = UNREGISTERED_TTL_MIN
+    """TTL (minutes) of negative replies for configured but unregistered EIDs."""
+    negative_action: Action = Action.NATIVELY_FORWARD
+    """ACT of negative replies for non-EID space."""
+    map_request_rate: float = 1000.0
+    """Map-Requests per second per source (0 = unlimited)."""
+    map_request_burst: float | None = None
+    """Bucket size (None = one second's worth of ``map_request_rate``)."""
+    rate_limit_sources: int = 65536
+    """Sources tracked by the rate limiter."""
+    accept_plain_requests: bool = True
+    """Answer Map-Requests that are not encapsulated (OOR's MS drops them; we answer)."""
+    notify_xtr_id_flagged: bool = False
+    """Set the I bit when a Map-Notify carries the registrant's xTR-ID; lispers.net sends it unflagged."""
+    max_pending_sends: int = 100_000
+    """Bound on queued datagrams between two ``poll_sends``."""
+    max_pending_events: int = 10_000
+    """Bound on queued events between two ``poll_events``."""
+
+
+def choose_itr_rloc(itr_rlocs: Iterable[Address], prefer_version: int) -> IPAddr | None:
+    """The first IPv4/IPv6 ITR-RLOC of ``prefer_version``, else the first IP one."""
+    first: IPAddr | None = None
+    for a in itr_rlocs:
+        if isinstance(a, IPv4Address | IPv6Address) and not a.is_unspecified:
+            if a.version == prefer_version:
+                return a
+            if first is None:
+                first = a
+    return first
+
+
+class NegativeReplyCache:
+    """Encoded negative Map-Replies keyed by (prefix, ttl, action), nonce zero; bounded."""
+
+    __slots__ = ("_cache", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._cache: dict[tuple[EidPrefix, int, int], bytes] = {}
+        self.limit = limit
+
+    def reply(self, nonce: int, prefix: EidPrefix, ttl: int, action: Action) -> bytes:
+        key = (prefix, ttl, int(action))
+        tmpl = self._cache.get(key)
+        if tmpl is None:
+            rec = EidRecord.for_prefix(prefix, (), ttl=ttl, action=action, authoritative=False)
+            tmpl = MapReply(0, (rec,)).to_bytes()
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
+            self._cache[key] = tmpl
+        return tmpl[:4] + nonce.to_bytes(8, "big") + tmpl[12:]
+
+    def echo_reply(self, nonce: int, eid: Address, mask_len: int, ttl: int, action: Action) -> bytes:
+        """A negative reply echoing a requested EID that is not a prefix (e.g. an LCAF)."""
+        rec = EidRecord(eid, mask_len, (), ttl=ttl, action=action, authoritative=False)
+        return MapReply(nonce, (rec,)).to_bytes()
+
+
+class MapServer:
+    """The Map-Server engine (``core.engine.Engine``) plus its service methods."""
+
+    def __init__(
+        self,
+        sites: Iterable[SitePolicy] = (),
+        config: MapServerConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or MapServerConfig()
+        self.rng = rng or random.Random(0)
+        self.sites: dict[str, SitePolicy] = {}
+        """Configured sites by name."""
+        self.configured: LpmTable[list[tuple[SitePolicy, AllowedPrefix]]] = LpmTable()
+        """Every site's allowed EID-prefixes (rebuilt on site changes)."""
+        self.registrations = RegistrationTable()
+        """Registered and static prefixes."""
+        self.timers: Timers[tuple[EidPrefix, int | str]] = Timers()
+        """Expiry of every dynamic registration."""
+        self.counters = Counters()
+        self._rejections: dict[tuple[str | None, str], Rejection] = {}
+        self._sends: list[Send] = []
+        self._events: list[Event] = []
+        self._neg = NegativeReplyCache()
+        c = self.config
+        burst = c.map_request_burst if c.map_request_burst is not None else max(1.0, c.map_request_rate)
+        self.limiter = TokenBucketLimiter(c.map_request_rate, burst, c.rate_limit_sources)
+        for s in sites:
+            self.sites[s.name] = s
+        self._rebuild_configured()
+
+    # =========================================================================== Engine
+    def receive(self, datagram: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
+        """Handle one control datagram; never raises on peer input."""
+        if not datagram:
+            self.counters.decode_errors["empty"] += 1
+            return
+        t = datagram[0] >> 4
+        try:
+            self.counters.messages_in[msg_name(t)] += 1
+            if t == MessageType.MAP_REGISTER:
+                self._on_map_register(datagram, src, now)
+            elif t == MessageType.ECM:
+                self._on_ecm(datagram, src, dst, now)
+            elif t == MessageType.MAP_REQUEST:
+                self._on_plain_request(datagram, src, dst, now)
+            elif t == MessageType.MAP_NOTIFY_ACK:
+                pass  # lispers.net acks even solicited Map-Notifies; nothing is outstanding
+            else:
+                self.counters.dropped["unexpected-type"] += 1
+        except DecodeError as e:
+            self.counters.decode_errors[e.reason] += 1
+
+    def poll_sends(self, now: float) -> list[Send]:
+        out, self._sends = self._sends, []
+        return out
+
+    def poll_events(self) -> list[Event]:
+        out, self._events = self._events, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def on_timer(self, now: float) -> None:
+        """Expire registrations that were not refreshed."""
+        for prefix, key in self.timers.due(now):
+            entry = self.registrations.get(prefix)
+            reg = entry.registrants.get(key) if entry is not None else None
+            if reg is None:
+                continue
+            self._remove_registration(reg)
+            self.counters.registrations["expired"] += 1
+            self._emit(RegistrationExpired(reg.site, reg.prefix, _endpoint(reg), reg.xtr_id))
+
+    # ======================================================================== helpers
+    def _send(self, data: bytes, dst: Endpoint, kind: str) -> None:
+        if len(self._sends) >= self.config.max_pending_sends:
+            self.counters.dropped["send-queue-full"] += 1
+            return
+        self._sends.append(Send(data, dst))
+        self.counters.messages_out[kind] += 1
+
+    def _emit(self, ev: Event) -> None:
+        if len(self._events) >= self.config.max_pending_events:
+            self.counters.dropped["event-queue-full"] += 1
+            return
+        self._events.append(ev)
+
+    def _reject(
+        self,
+        site: str | None,
+        reason: str,
+        src: Endpoint,
+        prefix: EidPrefix | None,
+        now: float,
+        detail: str = "",
+    ) -> None:
+        self.counters.rejections[reason] += 1
+        r = self._rejections.get((site, reason))
+        if r is None:
+            r = self._rejections[(site, reason)] = Rejection(site, reason)
+        r.count += 1
+        r.last_source = src
+        r.last_prefix = prefix
+        r.last_time = now
+        r.detail = detail
+        self._emit(RegistrationRejected(site, reason, src, prefix, detail))
+
+    def _site_flags(self, site_name: str | None) -> tuple[bool, bool | None]:
+        s = self.sites.get(site_name) if site_name is not None else None
+        return (s.force_merge, s.proxy_reply) if s is not None else (False, None)
+
+    def _remove_registration(self, reg: Registration) -> None:
+        fm, fp = self._site_flags(reg.site)
+        self.registrations.remove(reg.prefix, reg.key, fm, fp)
+        self.timers.cancel((reg.prefix, reg.key))
+
+    def _rebuild_configured(self) -> None:
+        t: LpmTable[list[tuple[SitePolicy, AllowedPrefix]]] = LpmTable()
+        for s in self.sites.values():
+            for ap in s.eid_prefixes:
+                lst = t.exact(ap.prefix)
+                if lst is None:
+                    t.insert(ap.prefix, [(s, ap)])
+                else:
+                    lst.append((s, ap))
+        self.configured = t
+
+    # =================================================================== Map-Register
+    def _on_map_register(self, data: bytes, src: Endpoint, now: float) -> None:
+        msg = parse_control(data)
+        if not isinstance(msg, MapRegister):  # pragma: no cover - the type nibble says 3
+            self.counters.dropped["unexpected-type"] += 1
+            return
+        try:
+            prefixes = [rec.prefix for rec in msg.records]
+        except ValueError as e:
+            self._reject(None, "malformed", src, None, now, str(e))
+            return
+        if not prefixes:
+            self._reject(None, "malformed", src, None, now, "no records")
+            return
+
+        # which site: every site configuring a prefix covering one of the records
+        candidates: list[SitePolicy] = []
+        for p in prefixes:
+            for _, lst in self.configured.covering(p):
+                for s, _ap in lst:
+                    if s not in candidates:
+                        candidates.append(s)
+        if not candidates:
+            self._reject(None, "eid-not-in-any-site", src, prefixes[0], now)
+            return
+        site: SitePolicy | None = None
+        key: SiteKey | None = None
+        reason = "bad-key-id"
+        for s in candidates:
+            k = s.key_for(msg.key_id, msg.alg_id)
+            if k is None:
+                continue
+            if verify_raw(data, k.key):
+                site, key = s, k
+                break
+            reason = "bad-hmac"
+        if site is None or key is None:
+            detail = f"key-id {msg.key_id} algorithm {int(msg.alg_id)} auth-length {len(msg.auth_data)}"
+            self._reject(candidates[0].name, reason, src, prefixes[0], now, detail)
+            return
+        if not site.enabled:
+            self._reject(site.name, "site-disabled", src, prefixes[0], now)
+            return
+
+        accepted: list[EidRecord] = []
+        etr = (src.address, src.port)
+        fm, fp = site.force_merge, site.proxy_reply
+        timeout = self.config.registration_timeout_s
+        for rec, p in zip(msg.records, prefixes, strict=True):
+            if site.allowed_prefix_for(p) is None:
+                self._reject(site.name, "eid-outside-site-prefixes", src, p, now)
+                continue
+            bad = [loc for loc in rec.locators if not site.rloc_allowed(loc)]
+            if bad:
+                self._reject(site.name, "rloc-not-allowed", src, p, now, f"locator {bad[0].address}")
+                continue
+            accepted.append(rec)
+            rkey = registrant_key(msg.xtr_id, etr)
+            if rec.ttl == 0:  # RFC 9301 section 8.2: TTL 0 withdraws
+                entry = self.registrations.get(p)
+                old = entry.registrants.get(rkey) if entry is not None else None
+                if old is not None and not old.is_static:
+                    self._remove_registration(old)
+                    self.counters.registrations["withdrawn"] += 1
+                    self._emit(RegistrationWithdrawn(site.name, p, "ttl-0"))
+                continue
+            entry = self.registrations.get(p)
+            if (entry is None or rkey not in entry.registrants) and len(
+                self.registrations
+            ) >= self.config.max_registrations:
+                accepted.pop()
+                self._reject(site.name, "table-full", src, p, now)
+                continue
+            life = rec.ttl * 60.0 if msg.use_ttl else timeout
+            reg = Registration(
+                prefix=p,
+                site=site.name,
+                locators=rec.locators,
+                ttl=rec.ttl,
+                etr=etr,
+                xtr_id=msg.xtr_id,
+                site_id=msg.site_id,
+                proxy_reply=msg.proxy_reply,
+                merge=msg.merge,
+                use_ttl=msg.use_ttl,
+                want_map_notify=msg.want_map_notify,
+                key_id=msg.key_id,
+                alg_id=int(msg.alg_id),
+                map_version=rec.map_version,
+                action=rec.action,
+                first_registered=now,
+                last_registered=now,
+                expires_at=now + life,
+            )
+            _, prev, changed = self.registrations.upsert(reg, fm, fp)
+            self.timers.schedule((p, rkey), reg.expires_at)
+            self.counters.registrations["accepted"] += 1
+            if changed:
+                self.counters.registrations["new" if prev is None else "changed"] += 1
+                self._emit(SiteRegistered(site.name, p, src, msg.xtr_id, rec.locators, prev is None))
+
+        if msg.want_map_notify and accepted:
+            self._send(self._map_notify(data, msg, accepted, key), src, "map-notify")
+
+    def _map_notify(self, data: bytes, msg: MapRegister, accepted: list[EidRecord], key: SiteKey) -> bytes:
+        """The acknowledging Map-Notify, signed like the Map-Register (spec 7, 8)."""
+        auth_len = len(msg.auth_data)
+        flagged = self.config.notify_xtr_id_flagged and msg.xtr_id is not None
+        if len(accepted) == len(msg.records):
+            # Same records and trailer: reuse the received bytes, new first word.
+            first = (MessageType.MAP_NOTIFY << 28) | (_MNOT_I if flagged else 0) | len(accepted)
+            raw = first.to_bytes(4, "big") + data[4:]
+            return sign_raw(raw, key.key)
+        notify = MapNotify(
+            msg.nonce,
+            tuple(accepted),
+            msg.key_id,
+            msg.alg_id,
+            b"",
+            xtr_id=msg.xtr_id,
+            site_id=msg.site_id,
+            unflagged_xtr_id=msg.xtr_id is not None and not flagged,
+        )
+        return notify.signed(key.key, auth_len).to_bytes()
+
+    # ==================================================================== Map-Request
+    def _on_plain_request(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
+        if not self.config.accept_plain_requests:
+            self.counters.dropped["plain-request"] += 1
+            return
+        if not self.limiter.allow(src.address, now):
+            self.counters.requests["rate-limited"] += 1
+            return
+        req = parse_control(data)
+        if not isinstance(req, MapRequest):  # pragma: no cover - the nibble says 1
+            return
+        self.handle_map_request(req, src, dst, now, reply_port=src.port, raw_ecm=None)
+
+    def _on_ecm(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
+        to_ms = bool(data[0] & _ECM_M_BYTE)
+        if not to_ms and not self.limiter.allow(src.address, now):
+            self.counters.requests["rate-limited"] += 1
+            return
+        ecm = parse_control(data)
+        if not isinstance(ecm, Ecm) or not isinstance(ecm.message, MapRequest):
+            self.counters.dropped["ecm-not-map-request"] += 1
+            return
+        if to_ms and not self.limiter.allow(ecm.inner_src, now):
+            # from a Map-Resolver: limit per requesting ITR, not per resolver
+            self.counters.requests["rate-limited"] += 1
+            return
+        self.handle_map_request(ecm.message, src, dst, now, reply_port=ecm.inner_sport, raw_ecm=data, ecm=ecm)
+
+    def handle_map_request(
+        self,
+        req: MapRequest,
+        src: Endpoint,
+        dst: Endpoint,
+        now: float,
+        reply_port: int,
+        raw_ecm: bytes | None = None,
+        ecm: Ecm | None = None,
+    ) -> None:
+        """Answer, forward or negatively answer one decoded Map-Request.
+
+        Also the local hand-over point of a co-located Map-Resolver.  ``raw_ecm`` is the
+        received ECM (forwarded to the ETR with only its flag bits changed);
+        ``reply_port`` is where the Map-Reply goes (inner UDP source port for an ECM).
+        """
+        if req.probe or req.smr or req.dont_map_reply:
+            self.counters.dropped["probe-or-smr"] += 1
+            return
+        if not req.records:
+            self.counters.dropped["no-records"] += 1
+            return
+        rec = req.records[0]
+        try:
+            eid = rec.prefix
+        except ValueError:
+            self.counters.dropped["unusable-eid"] += 1
+            return
+        if isinstance(eid.address, NoAddress):
+            self.counters.dropped["unusable-eid"] += 1
+            return
+        itr = choose_itr_rloc(req.itr_rlocs, dst.address.version)
+        if itr is None:
+            self.counters.dropped["no-itr-rloc"] += 1
+            return
+        reply_to = Endpoint(itr, reply_port)
+
+        entry = self.registrations.lookup(eid)
+        if entry is not None:
+            if entry.proxy_reply or not entry.locators:
+                self._send(self._proxy_reply(entry, req.nonce), reply_to, "map-reply")
+                self.counters.requests["proxy-reply"] += 1
+                return
+            etr = self._pick_etr(entry, dst.address.version)
+            if etr is not None:
+                self._send(self._forward_bytes(req, src, dst, reply_port, raw_ecm, ecm), Endpoint(etr, CONTROL_PORT), "ecm")
+                self.counters.requests["forwarded-to-etr"] += 1
+                return
+            # no unicast IP locator to forward to: answer for the ETR
+            self._send(self._proxy_reply(entry, req.nonce), reply_to, "map-reply")
+            self.counters.requests["proxy-reply"] += 1
+            return
+
+        if not address_width(eid.address):
+            data = self._neg.echo_reply(req.nonce, rec.eid, rec.mask_len, self.config.negative_ttl, self.config.negative_action)
+            self._send(data, reply_to, "map-reply")
+            self.counters.requests["negative-non-prefix"] += 1
+            return
+        tables = (self.configured, self.registrations.table)
+        hit = self.configured.longest_match(eid)
+        if hit is not None:
+            conf_prefix, lst = hit
+            site = lst[0][0]
+            neg = negative_prefix(eid, tables, lower_bound=conf_prefix.mask_len)
+            ttl, action = self.config.unregistered_ttl, site.unregistered_action
+            self.counters.requests["negative-unregistered"] += 1
+        else:
+            neg = negative_prefix(eid, tables)
+            ttl, action = self.config.negative_ttl, self.config.negative_action
+            self.counters.requests["negative-non-eid"] += 1
+        self._send(self._neg.reply(req.nonce, neg, ttl, action), reply_to, "map-reply")
+
+    def _proxy_reply(self, entry: RegisteredPrefix, nonce: int) -> bytes:
+        tmpl = entry.reply_cache
+        if tmpl is None:
+            ttl = self.config.proxy_reply_ttl if self.config.proxy_reply_ttl is not None else entry.ttl
+            rec = EidRecord.for_prefix(
+                entry.prefix,
+                entry.locators,
+                ttl=ttl,
+                action=entry.action if not entry.locators else Action.NO_ACTION,
+                authoritative=False,
+                map_version=entry.map_version,
+            )
+            tmpl = entry.reply_cache = MapReply(0, (rec,)).to_bytes()
+        return tmpl[:4] + nonce.to_bytes(8, "big") + tmpl[12:]
+
+    def _pick_etr(self, entry: RegisteredPrefix, prefer_version: int) -> IPAddr | None:
+        locs = entry.etr_rlocs()
+        if not locs:
+            return None
+        best = locs[0].priority
+        same = [loc.address for loc in locs if loc.priority == best and loc.address.version == prefer_version]  # type: ignore[union-attr]
+        pool = same or [loc.address for loc in locs if loc.priority == best]
+        choice = pool[0] if len(pool) == 1 else self.rng.choice(pool)
+        assert isinstance(choice, IPv4Address | IPv6Address)
+        return choice
+
+    def _forward_bytes(
+        self, req: MapRequest, src: Endpoint, dst: Endpoint, reply_port: int, raw_ecm: bytes | None, ecm: Ecm | None
+    ) -> bytes:
+        """The ECM (E bit) that carries the request to an ETR, same inner headers."""
+        if raw_ecm is not None:
+            b0 = (raw_ecm[0] | _ECM_E_BYTE) & ~_ECM_M_BYTE & 0xFF
+            return bytes((b0,)) + raw_ecm[1:]
+        eid_addr = req.records[0].prefix.address
+        inner_dst = eid_addr if isinstance(eid_addr, IPv4Address | IPv6Address) else dst.address
+        if inner_dst.version != src.address.version:
+            inner_dst = dst.address if dst.address.version == src.address.version else src.address
+        return Ecm(req, src.address, inner_dst, reply_port, to_etr=True).to_bytes()
+
+    # =============================================================== service methods
+    def list_sites(self) -> list[dict[str, Any]]:
+        """Every site (keys hidden) with its registration and rejection counts."""
+        return [self.get_site(name) or {} for name in sorted(self.sites)]
+
+    def get_site(self, name: str) -> dict[str, Any] | None:
+        """One site (keys hidden), its registered prefixes and its rejections."""
+        s = self.sites.get(name)
+        if s is None:
+            return None
+        d = s.to_dict(include_keys=False)
+        regs = list(self.registrations.items(site=name))
+        d["registered-prefixes"] = len(regs)
+        d["registrations"] = sum(len(e.registrants) for e in regs)
+        d["rejections"] = [r.to_dict() for (sn, _), r in sorted(self._rejections.items(), key=_rej_key) if sn == name]
+        return d
+
+    def add_site(self, site: SitePolicy | Mapping[str, Any], replace: bool = True, now: float = 0.0) -> bool:
+        """Add (or replace) a site at run time; returns True if it replaced one.
+
+        A dict is read with ``SitePolicy.from_dict`` (the config/REST schema).  Existing
+        registrations that the new policy no longer allows are withdrawn.
+        """
+        policy = site if isinstance(site, SitePolicy) else SitePolicy.from_dict(site)
+        old = self.sites.get(policy.name)
+        if old is not None and not replace:
+            raise ValueError(f"site {policy.name!r} exists")
+        self.sites[policy.name] = policy
+        self._rebuild_configured()
+        if old is not None:
+            for reg in self.registrations.site_registrations(policy.name):
+                if reg.is_static:
+                    continue
+                ok = policy.allowed_prefix_for(reg.prefix) is not None and all(
+                    policy.rloc_allowed(loc) for loc in reg.locators
+                )
+                if not ok:
+                    self._remove_registration(reg)
+                    self._emit(RegistrationWithdrawn(policy.name, reg.prefix, "site-changed"))
+            for entry in list(self.registrations.items(site=policy.name)):
+                entry.recompute(policy.force_merge, policy.proxy_reply)
+        self._emit(SiteChanged("site", policy.name, "replaced" if old else "added"))
+        return old is not None
+
+    def delete_site(self, name: str) -> bool:
+        """Remove a site and its dynamic registrations (static mappings stay)."""
+        if self.sites.pop(name, None) is None:
+            return False
+        self._rebuild_configured()
+        for reg in self.registrations.site_registrations(name):
+            if not reg.is_static:
+                self._remove_registration(reg)
+                self._emit(RegistrationWithdrawn(name, reg.prefix, "site-deleted"))
+        self._emit(SiteChanged("site", name, "deleted"))
+        return True
+
+    def add_static_mapping(
+        self,
+        prefix: EidPrefix | Mapping[str, Any],
+        locators: Sequence[LocatorRecord] = (),
+        ttl: int = 1440,
+        action: Action = Action.NO_ACTION,
+        now: float = 0.0,
+    ) -> None:
+        """A mapping answered (proxy reply) without registration; never expires.
+
+        ``prefix`` may be a ``config.model.StaticMapping``-style dict (``eid-prefix``,
+        ``instance-id``, ``rlocs``, ``ttl``, ``action``).
+        """
+        if not isinstance(prefix, EidPrefix):
+            d = prefix
+            prefix = EidPrefix.parse(str(d["eid-prefix"]), int(d.get("instance-id", 0)))
+            locators = tuple(locator_from_dict(x) for x in d.get("rlocs", ()))
+            ttl = int(d.get("ttl", 1440))
+            name = d.get("action", "no-action")
+            if name not in ACTION_BY_NAME:
+                raise ValueError(f"unknown action {name!r}")
+            action = ACTION_BY_NAME[name]
+        prefix = prefix.masked()
+        hit = self.configured.longest_match(prefix)
+        site = hit[1][0][0].name if hit is not None else None
+        reg = Registration(
+            prefix=prefix,
+            site=site,
+            locators=tuple(locators),
+            ttl=ttl,
+            etr=None,
+            action=action,
+            first_registered=now,
+            last_registered=now,
+            expires_at=math.inf,
+        )
+        fm, fp = self._site_flags(site)
+        self.registrations.upsert(reg, fm, fp)
+        self._emit(SiteChanged("static-mapping", str(prefix), "added"))
+
+    def delete_static_mapping(self, prefix: EidPrefix) -> bool:
+        entry = self.registrations.get(prefix)
+        if entry is None or "static" not in entry.registrants:
+            return False
+        self._remove_registration(entry.registrants["static"])
+        self._emit(SiteChanged("static-mapping", str(prefix), "deleted"))
+        return True
+
+    def static_mappings(self) -> list[dict[str, Any]]:
+        """Static mappings in the ``config.model.StaticMapping`` schema."""
+        out = []
+        for entry in self.registrations.items():
+            reg = entry.registrants.get("static")
+            if reg is None:
+                continue
+            out.append(
+                {
+                    "eid-prefix": f"{reg.prefix.address}/{reg.prefix.mask_len}",
+                    "instance-id": reg.prefix.iid,
+                    "rlocs": [locator_to_dict(loc) for loc in reg.locators],
+                    "ttl": reg.ttl,
+                    "action": ACTION_NAMES.get(reg.action, "no-action"),
+                }
+            )
+        return out
+
+    def list_registrations(
+        self,
+        iid: int | None = None,
+        prefix: EidPrefix | None = None,
+        site: str | None = None,
+        now: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Registered prefixes (merged view + each registrant), filtered."""
+        return [e.to_dict(now) for e in self.registrations.items(iid=iid, prefix=prefix, site=site)]
+
+    def rejections(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Rejection counts with the last offender, per (site, reason)."""
+        return [
+            r.to_dict()
+            for (sn, _), r in sorted(self._rejections.items(), key=_rej_key)
+            if site is None or sn == site
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters plus table sizes (for ``GET /stats`` and metrics)."""
+        d: dict[str, Any] = dict(self.counters.as_dict())
+        d["sites"] = len(self.sites)
+        d["registered-prefixes"] = self.registrations.prefix_count
+        d["registrations-installed"] = len(self.registrations)
+        d["rate-limited-sources"] = len(self.limiter)
+        return d
+
+    counters_dict = stats
+
+    def snapshot(self) -> dict[str, Any]:
+        """The writable database (sites with keys, static mappings) as JSON-able data."""
+        return {
+            "sites": [self.sites[n].to_dict(include_keys=True) for n in sorted(self.sites)],
+            "static-mappings": self.static_mappings(),
+        }
+
+    def restore(self, data: Mapping[str, Any], replace_all: bool = False) -> None:
+        """Load a :meth:`snapshot`.  Same-named sites and same-prefix static mappings are
+        replaced; with ``replace_all`` everything not in ``data`` is removed first.
+        Raises ``ValueError``/``KeyError`` on malformed data before changing anything."""
+        sites = [SitePolicy.from_dict(d) for d in data.get("sites", ())]
+        statics = list(data.get("static-mappings", ()))
+        for d in statics:  # validate before touching anything
+            EidPrefix.parse(str(d["eid-prefix"]), int(d.get("instance-id", 0)))
+            for x in d.get("rlocs", ()):
+                locator_from_dict(x)
+        if replace_all:
+            for name in list(self.sites):
+                self.delete_site(name)
+            for entry in list(self.registrations.items()):
+                if "static" in entry.registrants:
+                    self.delete_static_mapping(entry.prefix)
+        for s in sites:
+            self.add_site(s)
+        for d in statics:
+            self.add_static_mapping(d)
+
+
+def _endpoint(reg: Registration) -> Endpoint | None:
+    return None if reg.etr is None else Endpoint(reg.etr[0], reg.etr[1])
+
+
+def _rej_key(item: tuple[tuple[str | None, str], Rejection]) -> tuple[str, str]:
+    (site, reason), _ = item
+    return (site or "", reason)
+
+
+__all__ = [
+    "Counters",
+    "MapServer",
+    "MapServerConfig",
+    "NEGATIVE_TTL_MIN",
+    "NegativeReplyCache",
+    "Rejection",
+    "RegistrationExpired",
+    "RegistrationRejected",
+    "RegistrationWithdrawn",
+    "SiteChanged",
+    "SiteRegistered",
+    "UNREGISTERED_TTL_MIN",
+    "choose_itr_rloc",
+    "msg_name",
+]
