@@ -163,20 +163,38 @@ class LispHeader:
         return _lisp_from_words(*_WORDS.unpack(data))
 
 
+# Decoding fills the slots directly instead of going through ``__init__``: every field
+# comes out of a mask of the right width and the N/V/E rules hold by construction, so
+# the constructor's checks cannot fail here, and skipping them makes the per-packet
+# decode about a third cheaper.  Building a header yourself always validates.
+_new = object.__new__
+_SET_NONCE = LispHeader.__dict__["nonce"].__set__
+_SET_LSB = LispHeader.__dict__["lsb"].__set__
+_SET_ECHO = LispHeader.__dict__["echo_nonce_request"].__set__
+_SET_MV = LispHeader.__dict__["map_version"].__set__
+_SET_IID = LispHeader.__dict__["instance_id"].__set__
+_SET_KEY = LispHeader.__dict__["key_id"].__set__
+
+
 def _lisp_from_words(w1: int, w2: int) -> LispHeader:
     """Decode the two words with the receive rules in the module docstring (total)."""
-    has_iid = bool(w1 & I_BIT)
-    if has_iid:
-        iid: int | None = w2 >> 8
-        lsb_val = w2 & 0xFF
+    h: LispHeader = _new(LispHeader)
+    if w1 & I_BIT:
+        _SET_IID(h, w2 >> 8)
+        _SET_LSB(h, w2 & 0xFF if w1 & L_BIT else None)
     else:
-        iid = None
-        lsb_val = w2
-    lsb = lsb_val if w1 & L_BIT else None
+        _SET_IID(h, None)
+        _SET_LSB(h, w2 if w1 & L_BIT else None)
     if w1 & N_BIT:
-        return LispHeader(w1 & LOW24, lsb, bool(w1 & E_BIT), None, iid, (w1 >> 24) & 3)
-    mv = ((w1 >> 12) & 0xFFF, w1 & 0xFFF) if w1 & V_BIT else None
-    return LispHeader(None, lsb, False, mv, iid, (w1 >> 24) & 3)
+        _SET_NONCE(h, w1 & LOW24)
+        _SET_ECHO(h, bool(w1 & E_BIT))
+        _SET_MV(h, None)
+    else:
+        _SET_NONCE(h, None)
+        _SET_ECHO(h, False)
+        _SET_MV(h, ((w1 >> 12) & 0xFFF, w1 & 0xFFF) if w1 & V_BIT else None)
+    _SET_KEY(h, (w1 >> 24) & 3)
+    return h
 
 
 def parse_data_header(data: bytes) -> LispHeader:
