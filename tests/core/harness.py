@@ -9,13 +9,14 @@ test says so (``net.advance_to(net.next_deadline())``).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from lispnet.core.engine import Endpoint, Engine, Event, Send
 from lispnet.db.sites import AllowedPrefix, SiteKey, SitePolicy
 from lispnet.wire.address import Address
-from lispnet.wire.control import Ecm, MapRegister, MapRequest, RequestRecord
+from lispnet.wire.control import Ecm, MapRegister, MapReply, MapRequest, RequestRecord, parse_control
 from lispnet.wire.enums import AuthAlg
 from lispnet.wire.prefix import EidPrefix
 from lispnet.wire.records import EidRecord, LocatorRecord
@@ -32,7 +33,7 @@ def ep(addr: str, port: int = 4342) -> Endpoint:
 
 def site(
     name: str,
-    prefixes: list[str] | list[tuple[str, bool]],
+    prefixes: Sequence[str | tuple[str, bool]],
     key: bytes = b"secret",
     key_id: int = 0,
     alg: AuthAlg = AuthAlg.HMAC_SHA_256_128,
@@ -94,6 +95,13 @@ def ecm(req: MapRequest, inner_src: str = "192.0.2.10", sport: int = 61000, **kw
     first = req.records[0].prefix.address
     dst = first if isinstance(first, IPv4Address | IPv6Address) and first.version == src.version else src
     return Ecm(req, src, dst, sport, **kw).to_bytes()  # type: ignore[arg-type]
+
+
+def reply_of(data: bytes) -> MapReply:
+    """Decode ``data`` and insist it is a Map-Reply."""
+    msg = parse_control(data)
+    assert isinstance(msg, MapReply), msg
+    return msg
 
 
 @dataclass

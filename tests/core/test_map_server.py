@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
-from harness import MS, Net, ecm, ep, map_request, record, register, site
+from harness import MS, Net, ecm, ep, map_request, record, register, reply_of, site
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -377,7 +377,7 @@ def test_static_mapping_and_site_admin() -> None:
 
     ms.add_static_mapping(P("10.1.0.0/16"), [LocatorRecord(ip_address("203.0.113.7"))], ttl=60)
     data, _ = one(net.send(ecm(map_request("10.1.1.1")), ITR, MS))
-    rec = parse_control(data).records[0]  # type: ignore[union-attr]
+    rec = reply_of(data).records[0]
     assert [str(x.address) for x in rec.locators] == ["203.0.113.7"] and rec.ttl == 60
     assert ms.next_deadline() is None  # permanent
     ms.add_static_mapping({"eid-prefix": "172.16.0.0/12", "action": "drop"})
