@@ -252,3 +252,12 @@ def test_inner_summaries_total(data: bytes) -> None:
 def test_json_short_flag() -> None:
     code, out = run("-j", V1)
     assert code == 0 and json_lines(out)[0]["message"]["type"] == "MapRequest"  # type: ignore[index]
+
+
+def test_stdin_hex_and_raw() -> None:
+    res = runner.invoke(app, ["decode", "-"], input=V1 + "\n")
+    assert res.exit_code == 0 and "Map-Request, nonce 0x0102030405060708" in res.output
+    res = runner.invoke(app, ["decode", "-"], input=bytes.fromhex(V4.replace(" ", "")))
+    assert res.exit_code == 0 and "Map-Reply, nonce 0x0102030405060708" in res.output
+    res = runner.invoke(app, ["decode", "-j", "-"], input=OOR.read_bytes())
+    assert res.exit_code == 0 and len(json_lines(res.output)) == 17

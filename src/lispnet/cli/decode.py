@@ -3,8 +3,8 @@
 The input is, in this order of detection:
 
 1. ``-`` : standard input (then treated like the contents of a file);
-2. an existing file: a pcap / pcapng capture (by magic number), otherwise the raw
-   bytes of one UDP payload;
+2. an existing file: a pcap / pcapng capture (by magic number), hex text, otherwise
+   the raw bytes of one UDP payload;
 3. otherwise a hex string (spaces, colons and a ``0x`` prefix allowed).
 
 Captures are demultiplexed by UDP port, destination first, then source: 4342 is a
@@ -187,6 +187,15 @@ def _parse_hex(text: str) -> bytes:
         return bytes.fromhex(s)
     except ValueError:
         raise InputError(f"not a file and not a hex string: {text[:60]!r}") from None
+
+
+_HEX_TEXT = frozenset(b"0123456789abcdefABCDEFxX: \t\r\n-")
+
+
+def _looks_like_hex(data: bytes) -> bool:
+    """A file or stdin holding hex text rather than raw bytes (no LISP message is all ASCII hex)."""
+    text = data.strip()
+    return len(text) >= 2 and all(b in _HEX_TEXT for b in text)
 
 
 def read_input(arg: str) -> bytes | str:
@@ -470,6 +479,8 @@ def run_decode(arg: str, as_json: bool, port: int | None) -> int:
         elif capture_kind(data) is not None:
             packets = iter_capture(data, stats)
         else:
+            if _looks_like_hex(data):  # e.g. `echo 1000... | lispnet decode -`
+                data = _parse_hex(data.decode("ascii"))
             packets = iter([Packet(None, data, port or PORT_LISP_CONTROL)])
         for p in packets:
             emit(p, as_json, stats)
