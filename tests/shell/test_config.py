@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from lispnet.config.load import ConfigError, load_config, parse_config
 from lispnet.config.model import NodeConfig, Site, split_host_port
@@ -68,8 +69,8 @@ def test_api_off() -> None:
 
 def test_frozen() -> None:
     cfg = parse_config(MINIMAL)
-    with pytest.raises(Exception):
-        cfg.node.name = "x"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        cfg.node.name = "x"
 
 
 def test_site_roundtrip_through_dict() -> None:

@@ -203,11 +203,14 @@ def add_show_command(
 
 
 def when(ts: Any) -> str:
-    """Unix time -> local 'YYYY-mm-dd HH:MM:SS'."""
+    """Unix time -> local 'HH:MM:SS' (today) or 'YYYY-mm-dd HH:MM:SS'."""
     if ts is None:
         return "-"
     try:
-        return _dt.datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M:%S")
+        t = _dt.datetime.fromtimestamp(float(ts))
+        if t.date() == _dt.date.today():
+            return t.strftime("%H:%M:%S")
+        return t.strftime("%Y-%m-%d %H:%M:%S")
     except (TypeError, ValueError, OverflowError):
         return str(ts)
 
