@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from lispnet.wire.data import (
     split_data_packet,
 )
 from lispnet.wire.errors import BadValue, DecodeError, TrailingBytes, Truncated
+from lispnet.wire.pcap import read_udp
 
 # (hex, value, source)
 LISP_CASES: list[tuple[str, LispHeader, str]] = [
@@ -234,3 +237,24 @@ def test_vxlan_total(data: bytes, kind: str) -> None:
             cls.from_wire(Reader(data))
         except DecodeError:
             pass
+
+
+# --- real captures --------------------------------------------------------------------
+
+CAPTURES = Path(__file__).parent / "captures"
+
+
+@pytest.mark.parametrize(
+    ("capture", "count", "with_nonce"),
+    [("oor-xtr-msmr.pcap", 7, False), ("lispersnet-xtr-msmr.pcap", 9, True)],
+)
+def test_capture_data_headers(capture: str, count: int, with_nonce: bool) -> None:
+    """OOR sends all-zero flags; lispers.net sets N and a nonce, no I for IID 0 (interop README)."""
+    frames = [d for d in read_udp(CAPTURES / capture) if d.dport == 4341]
+    assert len(frames) == count
+    for d in frames:
+        h, inner = split_data_packet(d.payload)
+        assert h.to_bytes() == d.payload[:8]
+        assert (h.nonce is not None) == with_nonce
+        assert h.instance_id is None and h.lsb is None and h.map_version is None
+        assert inner[0] >> 4 == 4 and len(inner) == 84  # the inner ping
