@@ -31,7 +31,7 @@ from lispnet.wire import (
 from lispnet.wire.address import NO_ADDRESS, Address, DistinguishedName, MacAddress, address_bits
 from lispnet.wire.auth import ms_rtr_auth_data
 from lispnet.wire.enums import Action, AuthAlg, ReferralAction
-from lispnet.wire.lcaf import LcafInstanceId
+from lispnet.wire.lcaf import LcafInstanceId, LcafNatTraversal
 from lispnet.wire.records import EidRecord, LocatorRecord
 
 _lcaf_addresses: Callable[[], st.SearchStrategy[Address]] | None
@@ -243,7 +243,16 @@ def info_request(draw: Any) -> InfoRequest:
 def info_reply(draw: Any) -> InfoReply:
     eid, mask = draw(eid_and_mask())
     key_id, alg, data = draw(auth_fields())
-    return InfoReply(draw(u64), eid, mask, draw(u32), key_id, AuthAlg(alg), data, draw(rloc_address))
+    nat = st.builds(
+        LcafNatTraversal,
+        u16,
+        u16,
+        st.one_of(ip, st.just(NO_ADDRESS)),
+        st.one_of(ip, st.just(NO_ADDRESS)),
+        st.one_of(ip, st.just(NO_ADDRESS)),
+        st.lists(ip, max_size=3).map(tuple),
+    )
+    return InfoReply(draw(u64), eid, mask, draw(u32), key_id, AuthAlg(alg), data, draw(nat | rloc_address))
 
 
 shared_extension = st.builds(SharedExtension, st.integers(0, 0xFFF), st.binary(max_size=32))

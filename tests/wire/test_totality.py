@@ -179,7 +179,7 @@ def test_mutated_seeds(seed: bytes, rng: random.Random) -> None:
     check_total(mutate(rng, seed))
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_control, st.randoms(use_true_random=False))
 def test_mutated_generated(msg: Any, rng: random.Random) -> None:
     data = build(msg)

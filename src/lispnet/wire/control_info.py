@@ -28,6 +28,7 @@ from .control_base import (
 )
 from .enums import AuthAlg, MessageType
 from .errors import BadAfi
+from .lcaf import LcafNatTraversal
 from .prefix import EidPrefix
 
 INFO_R = 0x08000000
@@ -134,10 +135,17 @@ class InfoReply(ControlBase, AuthMixin):
     auth_data: bytes = b""
     """Authentication data."""
     nat: Address = NO_ADDRESS
-    """The NAT-Traversal LCAF (type 7): ports, global/MS/private ETR RLOCs and the RTRs."""
+    """The NAT-Traversal LCAF (type 7): ports, global/MS/private ETR RLOCs and the RTRs.
+
+    Typed as any address so that a peer's odd reply still decodes; see ``nat_traversal``."""
 
     def __post_init__(self) -> None:
         _check_common(self)
+
+    @property
+    def nat_traversal(self) -> LcafNatTraversal | None:
+        """The NAT-Traversal LCAF, or None when the reply carries something else."""
+        return self.nat if isinstance(self.nat, LcafNatTraversal) else None
 
     def to_wire(self, w: Writer) -> None:
         _write_common(self, w, reply=True)
