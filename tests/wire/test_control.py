@@ -428,3 +428,36 @@ def test_lists_become_tuples() -> None:
 def test_build_rejects_non_messages() -> None:
     with pytest.raises(TypeError):
         build(REC)  # type: ignore[arg-type]
+
+
+# --- ip.py and build() over data headers ---------------------------------------------------
+
+
+def test_internet_checksum_rfc1071_example() -> None:
+    # RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to 0xddf2 (ones' complement)
+    assert internet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == (~0xDDF2) & 0xFFFF
+    assert internet_checksum(b"\x01") == (~0x0100) & 0xFFFF  # odd length pads with zero
+
+
+def test_ip_udp_headers_roundtrip() -> None:
+    from lispnet.wire.buffer import Reader
+    from lispnet.wire.ip import Ipv4Header, Ipv6Header, UdpHeader, build_ip_udp, read_ip_header
+
+    for hdr in (
+        Ipv4Header(A("10.0.0.1"), A("10.0.0.2"), ttl=9, tos=0xB8, ident=77, flags=2, options=b"\x01\x01\x01\x00"),
+        Ipv6Header(IPv6Address("::1"), IPv6Address("::2"), hop_limit=3, traffic_class=5, flow_label=0xABCDE),
+    ):
+        pkt = build_ip_udp(hdr, UdpHeader(1234, 4342), b"payload")
+        r = Reader(pkt)
+        back, plen = read_ip_header(r)
+        assert back == hdr and plen == 15
+        udp, ulen = UdpHeader.from_wire(r, hdr.src, hdr.dst)
+        assert udp == UdpHeader(1234, 4342) and ulen == 7 and r.read_rest() == b"payload"
+
+
+def test_build_accepts_data_headers() -> None:
+    from lispnet.wire import LispHeader, parse_data_header
+
+    h = LispHeader(nonce=0x123456, instance_id=1000)
+    assert build(h) == bytes.fromhex("88123456 0003e800")  # V5
+    assert parse_data_header(build(h)) == h
