@@ -252,11 +252,13 @@ def test_msmr_end_to_end(node: Node, tmp_path: Path) -> None:
 
     # --- metrics
     m = httpx.get(node.api + "/metrics", timeout=5).text
-    assert metric(m, "lispnet_map_server_rejections_total", site="site-a", reason="bad-hmac") == 1
-    assert metric(m, "lispnet_map_server_registrations") == 2  # ETR + the static mapping
+    assert metric(m, "lispnet_mapping_rejections_total", site="site-a", reason="bad-hmac") == 1
+    assert metric(m, "lispnet_mapping_registrations") == 2  # ETR + the static mapping
     assert metric(m, "lispnet_control_received_total", kind="map-register") == 5  # 4 + one truncated
     assert metric(m, "lispnet_control_sent_total", kind="map-notify") == 1
-    assert (metric(m, "lispnet_map_server_decode_errors_total") or 0) >= 1
+    assert (metric(m, "lispnet_mapping_decode_errors_total", engine="map-resolver") or 0) >= 1
+    assert (metric(m, "lispnet_mapping_decode_errors_total", engine="map-server") or 0) >= 1
+    assert metric(m, "lispnet_mapping_requests_total", engine="map-server", outcome="proxy-reply") == 2
     assert (metric(m, "lispnet_control_processing_seconds_count", kind="ecm") or 0) >= 4
     assert metric(m, "lispnet_bugs_total") == 0
 

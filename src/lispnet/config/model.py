@@ -363,10 +363,24 @@ class MapServerRef(ConfigModel):
     """Ask for a Map-Notify acknowledging each registration (M bit)."""
     merge: bool = False
     """Ask the Map-Server to merge our RLOCs with the site's other ETRs."""
+    eid_prefixes: tuple[str, ...] = ()
+    """Map-Resolver: EID prefixes this Map-Server is authoritative for (``[iid]prefix``);
+    empty = a catch-all for everything no other Map-Server claims."""
+
+    @field_validator("eid_prefixes")
+    @classmethod
+    def _valid_prefixes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            _check_prefix(p)
+        return v
 
     @property
     def alg_id(self) -> AuthAlg:
         return ALGORITHMS[self.algorithm]
+
+    @property
+    def prefixes(self) -> tuple[EidPrefix, ...]:
+        return tuple(EidPrefix.parse(p) for p in self.eid_prefixes)
 
 
 class DatabaseMapping(ConfigModel):

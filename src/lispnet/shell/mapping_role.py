@@ -22,9 +22,9 @@ Unix time for people (``first-registered``, ``last-registered``, ``expires-at``,
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..config.model import NodeConfig, Site, StaticMapping
-from ..core.engine import Engine, Event
+from ..core.engine import Endpoint, Engine, Event
+from ..core.map_resolver import MapResolver, MapResolverConfig, MapServerPeer
 from ..core.map_server import (
     MapServer,
     MapServerConfig,
@@ -46,7 +47,7 @@ from ..core.ratelimit import TokenBucketLimiter
 from ..db.sites import SitePolicy
 from ..wire.prefix import EidPrefix
 from . import udp
-from .roles import RoleContext, RoleError, RoleRuntime, register_role
+from .roles import RoleContext, RoleRuntime, register_role
 
 log = logging.getLogger("lispnet.mapping")
 
@@ -81,13 +82,21 @@ class MappingService:
     """What the REST API calls: the Map-Server's service methods plus the overlay
     bookkeeping, wall-clock views, state-file and kick notifications."""
 
-    def __init__(self, ms: MapServer, ctx: RoleContext) -> None:
-        self.ms = ms
+    def __init__(self, ms: MapServer | None, mr: MapResolver | None, ctx: RoleContext) -> None:
+        self._ms = ms
+        self.mr = mr
         self.ctx = ctx
         self.overlay_sites: dict[str, dict[str, Any] | None] = {}
         """API-written sites by name (None = deleted through the API)."""
         self.overlay_static: dict[str, dict[str, Any] | None] = {}
         """API-written static mappings by prefix text (None = deleted)."""
+
+    @property
+    def ms(self) -> MapServer:
+        """The Map-Server (the API routes that need it exist only on map-server nodes)."""
+        if self._ms is None:
+            raise LookupError("this node is not a map-server")
+        return self._ms
 
     # --- views ---------------------------------------------------------------------
     def _walltime(self, data: Any, now: float, wall: float) -> Any:
@@ -150,7 +159,16 @@ class MappingService:
         return self.ms.static_mappings()
 
     def stats(self) -> dict[str, Any]:
-        return self.ms.stats()
+        """Map-Server counters at the top level (when there is one), the Map-Resolver's
+        under ``map-resolver``; ``decode-errors`` sums both engines."""
+        d: dict[str, Any] = dict(self._ms.stats()) if self._ms is not None else {}
+        if self.mr is not None:
+            mrs = self.mr.stats()
+            d["map-resolver"] = mrs
+            total = Counter(d.get("decode-errors", {}))
+            total.update(mrs.get("decode-errors", {}))
+            d["decode-errors"] = dict(total)
+        return d
 
     # --- writes --------------------------------------------------------------------
     def _changed(self) -> None:
@@ -233,77 +251,102 @@ class MappingService:
     # --- reload --------------------------------------------------------------------
     def reload(self, old: NodeConfig, new: NodeConfig) -> list[str]:
         notes: list[str] = []
+        if self._ms is not None:
+            notes += self._reload_ms(self._ms, old, new)
+        if self.mr is not None:
+            mr_cfg = mr_config(new)
+            if mr_cfg != self.mr.config:
+                prev = self.mr.config
+                self.mr.config = mr_cfg
+                self.mr.set_map_servers(mr_cfg.map_servers)
+                if (prev.map_request_rate, prev.map_request_burst) != (mr_cfg.map_request_rate, mr_cfg.map_request_burst):
+                    self.mr.limiter = _rate_limiter(
+                        mr_cfg.map_request_rate, mr_cfg.map_request_burst, mr_cfg.rate_limit_sources
+                    )
+                notes.append("map-resolver options / map-servers applied")
+        return notes
+
+    def _reload_ms(self, ms: MapServer, old: NodeConfig, new: NodeConfig) -> list[str]:
+        notes: list[str] = []
         now = self.ctx.clock()
         old_sites = {s.name: s for s in old.site}
         new_sites = {s.name: s for s in new.site}
         for name, s in new_sites.items():
             if old_sites.get(name) != s:
-                self.ms.add_site(site_policy(s), replace=True, now=now)
+                ms.add_site(site_policy(s), replace=True, now=now)
                 self.overlay_sites.pop(name, None)
                 notes.append(f"site {name} {'changed' if name in old_sites else 'added'}")
         for name in old_sites.keys() - new_sites.keys():
-            self.ms.delete_site(name)
+            ms.delete_site(name)
             self.overlay_sites.pop(name, None)
             notes.append(f"site {name} removed")
         old_static = {static_key(m): m for m in old.static_mapping}
         new_static = {static_key(m): m for m in new.static_mapping}
         for k, m in new_static.items():
             if old_static.get(k) != m:
-                self.ms.add_static_mapping(m.to_toml_dict(), now=now)
+                ms.add_static_mapping(m.to_toml_dict(), now=now)
                 self.overlay_static.pop(k, None)
                 notes.append(f"static mapping {k} {'changed' if k in old_static else 'added'}")
         for k in old_static.keys() - new_static.keys():
-            self.ms.delete_static_mapping(EidPrefix.parse(k))
+            ms.delete_static_mapping(EidPrefix.parse(k))
             self.overlay_static.pop(k, None)
             notes.append(f"static mapping {k} removed")
-        new_cfg = ms_config(new)
-        if new_cfg != self.ms.config:
-            old_cfg = self.ms.config
-            self.ms.config = new_cfg
-            if (old_cfg.map_request_rate, old_cfg.map_request_burst) != (new_cfg.map_request_rate, new_cfg.map_request_burst):
-                burst = new_cfg.map_request_burst if new_cfg.map_request_burst is not None else max(
-                    1.0, new_cfg.map_request_rate
-                )
-                self.ms.limiter = TokenBucketLimiter(new_cfg.map_request_rate, burst, new_cfg.rate_limit_sources)
-            notes.append("map-server / map-resolver options applied")
+        ms_cfg = ms_config(new)
+        if ms_cfg != ms.config:
+            prev = ms.config
+            ms.config = ms_cfg
+            if (prev.map_request_rate, prev.map_request_burst) != (ms_cfg.map_request_rate, ms_cfg.map_request_burst):
+                ms.limiter = _rate_limiter(ms_cfg.map_request_rate, ms_cfg.map_request_burst, ms_cfg.rate_limit_sources)
+            notes.append("map-server options applied")
         if notes:
             self.ctx.state_changed()
         return notes
 
 
 class MappingCollector(Collector):
-    """Prometheus view of the Map-Server counters, read at scrape time."""
+    """Prometheus view of the mapping engines' counters, read at scrape time.
 
-    def __init__(self, ms: MapServer) -> None:
+    Families are ``lispnet_mapping_*`` with an ``engine`` label (``map-server`` /
+    ``map-resolver``); rejections and table sizes are the Map-Server's."""
+
+    def __init__(self, ms: MapServer | None, mr: MapResolver | None) -> None:
         self.ms = ms
+        self.mr = mr
 
     def collect(self) -> Iterable[Any]:
+        engines: list[tuple[str, Any]] = []
+        if self.ms is not None:
+            engines.append(("map-server", self.ms.counters))
+        if self.mr is not None:
+            engines.append(("map-resolver", self.mr.counters))
+        spec = [
+            ("messages_in", "Control messages handled, by engine and type", "type", "messages_in"),
+            ("messages_out", "Control messages sent, by engine and type", "type", "messages_out"),
+            ("decode_errors", "Undecodable datagrams, by engine and reason", "reason", "decode_errors"),
+            ("requests", "Map-Request outcomes, by engine", "outcome", "requests"),
+            ("dropped", "Datagrams dropped after decoding, by engine and reason", "reason", "dropped"),
+            ("registration_events", "Registration outcomes (accepted, new, changed, expired, withdrawn)",
+             "event", "registrations"),
+        ]
+        for name, doc, label, attr in spec:
+            f = CounterMetricFamily(f"lispnet_mapping_{name}", doc, labels=["engine", label])
+            for engine, counters in engines:
+                for k, v in sorted(getattr(counters, attr).items()):
+                    f.add_metric([engine, k], v)
+            yield f
         ms = self.ms
-        c = ms.counters
-
-        def fam(name: str, doc: str, label: str, data: Mapping[str, int]) -> CounterMetricFamily:
-            f = CounterMetricFamily(name, doc, labels=[label])
-            for k, v in sorted(data.items()):
-                f.add_metric([k], v)
-            return f
-
-        yield fam("lispnet_map_server_messages_in", "Control messages handled by the Map-Server, by type", "type", c.messages_in)
-        yield fam("lispnet_map_server_messages_out", "Control messages sent by the Map-Server, by type", "type", c.messages_out)
-        yield fam("lispnet_map_server_decode_errors", "Undecodable datagrams, by reason", "reason", c.decode_errors)
-        yield fam("lispnet_map_server_requests", "Map-Request outcomes", "outcome", c.requests)
-        yield fam("lispnet_map_server_dropped", "Datagrams dropped after decoding, by reason", "reason", c.dropped)
-        yield fam("lispnet_map_server_registration_events", "Registration outcomes (accepted, new, changed, expired, withdrawn)",
-                  "event", c.registrations)
-        rej = CounterMetricFamily("lispnet_map_server_rejections", "Rejected Map-Register records, by site and reason",
+        if ms is None:
+            return
+        rej = CounterMetricFamily("lispnet_mapping_rejections", "Rejected Map-Register records, by site and reason",
                                   labels=["site", "reason"])
         for r in ms.rejections():
             rej.add_metric([str(r.get("site") or ""), str(r["reason"])], int(r["count"]))
         yield rej
-        yield GaugeMetricFamily("lispnet_map_server_registrations", "Installed registrations (registrant x prefix)",
+        yield GaugeMetricFamily("lispnet_mapping_registrations", "Installed registrations (registrant x prefix)",
                                 value=len(ms.registrations))
-        yield GaugeMetricFamily("lispnet_map_server_registered_prefixes", "Registered EID prefixes",
+        yield GaugeMetricFamily("lispnet_mapping_registered_prefixes", "Registered EID prefixes",
                                 value=ms.registrations.prefix_count)
-        yield GaugeMetricFamily("lispnet_map_server_sites", "Configured sites", value=len(ms.sites))
+        yield GaugeMetricFamily("lispnet_mapping_sites", "Configured sites", value=len(ms.sites))
 
 
 def _log_event(ctx: RoleContext, ev: Event) -> None:
@@ -324,57 +367,58 @@ def _log_event(ctx: RoleContext, ev: Event) -> None:
         log.info("%s %s %s", ev.kind, ev.name, ev.action)
 
 
-def _map_resolver_engine(ctx: RoleContext, ms: MapServer | None) -> Engine | None:
-    """The Map-Resolver engine, if ``core.map_resolver`` provides a builder."""
-    try:
-        mod = importlib.import_module("lispnet.core.map_resolver")
-    except ModuleNotFoundError as e:
-        if e.name != "lispnet.core.map_resolver":
-            raise
-        return None
-    build = getattr(mod, "from_config", None)
-    if build is None:
-        return None
-    engine: Engine = build(ctx.config, map_server=ms, rng=ctx.rng)
-    return engine
+def mr_config(cfg: NodeConfig) -> MapResolverConfig:
+    mro = cfg.map_resolver_options
+    return MapResolverConfig(
+        negative_ttl=mro.negative_ttl,
+        negative_action=mro.negative_action_code,
+        map_request_rate=float(mro.map_request_rate_limit),
+        accept_plain_requests=mro.accept_plain_requests,
+        map_servers=tuple(
+            MapServerPeer(Endpoint(ms.address, ms.port), ms.prefixes) for ms in cfg.map_server
+        ),
+    )
+
+
+def _rate_limiter(rate: float, burst: float | None, sources: int) -> TokenBucketLimiter:
+    return TokenBucketLimiter(rate, burst if burst is not None else max(1.0, rate), sources)
 
 
 @register_role("map-server", "map-resolver")
 def build_mapping(ctx: RoleContext) -> RoleRuntime:
+    """One runtime for both roles.
+
+    * map-server + map-resolver: the Map-Resolver engine wraps the co-located Map-Server
+      (it hands requests over locally and passes every other message to it), so the
+      daemon drives one engine for all the mapping-system message types;
+    * map-server alone: the Map-Server takes registrations and answers requests too;
+    * map-resolver alone: forwards to the ``[[map-server]]`` entries (M bit) and answers
+      negatively for EIDs none of them claims.
+    """
     cfg = ctx.config
-    roles = cfg.roles
-    has_ms = "map-server" in roles
-    has_mr = "map-resolver" in roles
+    has_ms = "map-server" in cfg.roles
+    has_mr = "map-resolver" in cfg.roles
     ms: MapServer | None = None
-    handlers: dict[str, Engine] = {}
-    engines: list[Engine] = []
-    if has_ms or (has_mr and not cfg.map_server):
-        # a Map-Resolver without Map-Servers to forward to answers from its own table
-        # (negative replies for everything not statically mapped)
+    mr: MapResolver | None = None
+    if has_ms:
         ms = MapServer([site_policy(s) for s in cfg.site], ms_config(cfg), rng=ctx.rng)
         for m in cfg.static_mapping:
             ms.add_static_mapping(m.to_toml_dict(), now=ctx.clock())
-        engines.append(ms)
-        handlers.update({
-            udp.MAP_REGISTER: ms,
-            udp.MAP_NOTIFY_ACK: ms,
-            udp.ECM_TO_MS: ms,
-            udp.ECM: ms,
-            udp.MAP_REQUEST: ms,
-        })
     if has_mr:
-        mr = _map_resolver_engine(ctx, ms)
-        if mr is not None:
-            engines.append(mr)
-            handlers.update({udp.ECM: mr, udp.MAP_REQUEST: mr, udp.MAP_REPLY: mr, udp.MAP_REFERRAL: mr})
-        elif ms is None:
-            raise RoleError("map-resolver with [[map-server]] forwarding needs lispnet.core.map_resolver")
-    if ms is None:
-        return RoleRuntime(name="mapping", covers=frozenset({"map-server", "map-resolver"}), handlers=handlers,
-                           engines=engines)
+        mr = MapResolver(mr_config(cfg), map_server=ms)
+    engine: Engine
+    if mr is not None:
+        engine = mr
+    else:
+        assert ms is not None
+        engine = ms
+    kinds = [udp.ECM, udp.MAP_REQUEST]
+    if ms is not None:
+        kinds += [udp.MAP_REGISTER, udp.MAP_NOTIFY_ACK, udp.ECM_TO_MS]
+    handlers: dict[str, Engine] = dict.fromkeys(kinds, engine)
 
-    service = MappingService(ms, ctx)
-    ctx.metrics.register(MappingCollector(ms))
+    service = MappingService(ms, mr, ctx)
+    ctx.metrics.register(MappingCollector(ms, mr))
     current = {"config": cfg}
 
     def reload(new: NodeConfig) -> Sequence[str]:
@@ -382,25 +426,33 @@ def build_mapping(ctx: RoleContext) -> RoleRuntime:
         current["config"] = new
         return notes
 
-    from ..api.mapping import mapping_router
+    routers: list[Any] = []
+    services: dict[str, Any] = {"mapping": service}
+    if ms is not None:
+        from ..api.mapping import mapping_router
 
+        routers.append(mapping_router(service))
+        services["map-server"] = ms
+    if mr is not None:
+        services["map-resolver"] = mr
     log.info(
-        "map-server: %d site(s), %d static mapping(s); map-resolver: %s",
-        len(ms.sites), len(cfg.static_mapping), "on" if has_mr else "off",
+        "map-server: %s; map-resolver: %s",
+        f"{len(ms.sites)} site(s), {len(cfg.static_mapping)} static mapping(s)" if ms is not None else "off",
+        ("co-located" if ms is not None else f"forwarding to {len(cfg.map_server)} map-server(s)") if mr else "off",
     )
     return RoleRuntime(
         name="mapping",
         covers=frozenset({"map-server", "map-resolver"}),
         handlers=handlers,
-        engines=engines,
-        routers=[mapping_router(service)],
-        services={"map-server": ms, "mapping": service},
+        engines=[engine],
+        routers=routers,
+        services=services,
         stats=service.stats,
         on_event=lambda ev: _log_event(ctx, ev),
-        snapshot=service.snapshot,
-        restore=service.restore,
+        snapshot=service.snapshot if ms is not None else None,
+        restore=service.restore if ms is not None else None,
         reload=reload,
     )
 
 
-__all__ = ["MappingCollector", "MappingService", "build_mapping", "ms_config", "site_policy"]
+__all__ = ["MappingCollector", "MappingService", "build_mapping", "mr_config", "ms_config", "site_policy"]
