@@ -261,3 +261,17 @@ def test_stdin_hex_and_raw() -> None:
     assert res.exit_code == 0 and "Map-Reply, nonce 0x0102030405060708" in res.output
     res = runner.invoke(app, ["decode", "-j", "-"], input=OOR.read_bytes())
     assert res.exit_code == 0 and len(json_lines(res.output)) == 17
+
+
+@pytest.mark.parametrize(("capture", "key", "signed"), [(OOR, "oor-secret", 4), (LISPERS, "lnet-secret", 12)])
+def test_key_verifies_interop_signatures(capture: Path, key: str, signed: int) -> None:
+    """The interop README's site keys verify every signed message of both captures."""
+    code, out = run("--key", key, str(capture))
+    assert code == 0
+    assert out.count("authentication: verified") == signed
+    assert "FAILED" not in out
+    code, out = run("--key", "wrong-key", str(capture))
+    assert out.count("authentication: FAILED") == signed
+    code, out = run("-j", "--key", key, str(capture))
+    flags = [o.get("auth_ok") for o in json_lines(out)]
+    assert flags.count(True) == signed and False not in flags

@@ -425,7 +425,16 @@ def _packet_header(p: Packet, stats: Stats) -> str:
     )
 
 
-def emit(p: Packet, as_json: bool, stats: Stats) -> None:
+def check_auth(msg: object, key: bytes) -> bool | None:
+    """Whether ``msg`` (or the message inside an ECM) verifies under ``key``; None if unsigned."""
+    inner = getattr(msg, "message", msg) if type(msg).__name__ == "Ecm" else msg
+    verify = getattr(inner, "verify", None)
+    if verify is None or not getattr(inner, "auth_data", b""):
+        return None
+    return bool(verify(key))
+
+
+def emit(p: Packet, as_json: bool, stats: Stats, key: bytes | None = None) -> None:
     if p.frame_error is not None:
         stats.errors += 1
         e = p.frame_error
@@ -435,6 +444,7 @@ def emit(p: Packet, as_json: bool, stats: Stats) -> None:
             typer.echo(f"{_packet_header(p, stats)}\n  malformed frame: {_error_text(e)}")
         return
     res = decode_payload(p.payload, p.port)
+    auth = None if key is None or res.message is None else check_auth(res.message, key)
     if res.error is None:
         stats.decoded += 1
     else:
@@ -451,6 +461,8 @@ def emit(p: Packet, as_json: bool, stats: Stats) -> None:
             obj["error"] = _error_json(res.error)
         else:
             obj["message"] = to_json(res.message, type_key="type")
+            if auth is not None:
+                obj["auth_ok"] = auth
             if res.inner is not None:
                 obj["inner"] = res.inner
         typer.echo(json.dumps(obj))
@@ -460,6 +472,8 @@ def emit(p: Packet, as_json: bool, stats: Stats) -> None:
         lines.append(f"  malformed {res.protocol} packet: {_error_text(res.error)}")
     else:
         lines += render_message(res.message, "  ")
+        if auth is not None:
+            lines.append("    authentication: " + ("verified" if auth else "FAILED (wrong key or altered)"))
         if res.inner is not None:
             lines += _render_inner(res.inner, "    ")
     typer.echo("\n".join(lines))
@@ -469,7 +483,7 @@ def _error_json(e: DecodeError) -> dict[str, JsonValue]:
     return {"class": type(e).__name__, "reason": e.reason, "message": e.message, "offset": e.offset}
 
 
-def run_decode(arg: str, as_json: bool, port: int | None) -> int:
+def run_decode(arg: str, as_json: bool, port: int | None, key: bytes | None = None) -> int:
     """Decode ``arg`` and print; return the exit status."""
     stats = Stats()
     try:
@@ -483,7 +497,7 @@ def run_decode(arg: str, as_json: bool, port: int | None) -> int:
                 data = _parse_hex(data.decode("ascii"))
             packets = iter([Packet(None, data, port or PORT_LISP_CONTROL)])
         for p in packets:
-            emit(p, as_json, stats)
+            emit(p, as_json, stats, key)
     except (InputError, CaptureError) as e:
         msg = _error_text(e) if isinstance(e, CaptureError) else str(e)
         typer.echo(f"lispnet decode: cannot read input: {msg}", err=True)
@@ -507,6 +521,9 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(
             None, "--port", help="A single payload arrived on this UDP port (4342, 4341, 4789, 4790, 8472)."
         ),
+        key: str | None = typer.Option(
+            None, "--key", help="Site key: verify the HMAC of Map-Register/Notify/Notify-Ack/Info messages."
+        ),
     ) -> None:
         """Decode LISP control/data and VXLAN packets.
 
@@ -522,7 +539,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--data and --port disagree")
         if port is not None and port not in KNOWN_PORTS:
             raise typer.BadParameter(f"unknown port {port}; use one of {sorted(KNOWN_PORTS)}")
-        status = run_decode(source, as_json, PORT_LISP_DATA if data else port)
+        status = run_decode(source, as_json, PORT_LISP_DATA if data else port, None if key is None else key.encode())
         raise typer.Exit(status)
 
 
