@@ -90,7 +90,7 @@ def test_hex_data_header() -> None:
     [
         ("4789", VxlanHeader(100), "VXLAN, VNI 100"),
         ("4789", VxlanGbpHeader(100, 0x123, dont_learn=True), "VXLAN-GBP, VNI 100, group-policy-id 291, flags: dont-learn"),
-        ("4790", VxlanGpeHeader(7, 3), "VXLAN-GPE, VNI 7, next-protocol 3, version 0"),
+        ("4790", VxlanGpeHeader(7, 3), "VXLAN-GPE, VNI 7, next-protocol 3 (ETHERNET), version 0"),
         ("8472", LispHeader(nonce=5, instance_id=9), "LISP data header, flags NI, nonce 0x000005, IID 9"),
     ],
 )

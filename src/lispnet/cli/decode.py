@@ -43,6 +43,7 @@ from ..wire.data import (
     PORT_VXLAN,
     PORT_VXLAN_GPE,
     DataHeader,
+    GpeNextProtocol,
     LispHeader,
     VxlanGbpHeader,
     VxlanGpeHeader,
@@ -384,6 +385,8 @@ def _render_vxlan(h: VxlanHeader | VxlanGpeHeader | VxlanGbpHeader, pad: str) ->
         return [f"{pad}{text}" + (f", flags: {', '.join(flags)}" if flags else "")]
     if isinstance(h, VxlanGpeHeader):
         np = "none" if h.next_protocol is None else str(h.next_protocol)
+        if h.next_protocol in GpeNextProtocol._value2member_map_:
+            np += f" ({GpeNextProtocol(h.next_protocol).name})"
         flags = [n for n, on in (("oam", h.oam), ("bum", h.bum)) if on]
         text = f"VXLAN-GPE, VNI {h.vni}, next-protocol {np}, version {h.version}"
         return [f"{pad}{text}" + (f", flags: {', '.join(flags)}" if flags else "")]
