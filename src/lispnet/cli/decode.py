@@ -384,9 +384,12 @@ def _render_vxlan(h: VxlanHeader | VxlanGpeHeader | VxlanGbpHeader, pad: str) ->
         text = f"VXLAN-GBP, VNI {h.vni}, group-policy-id {h.group_policy_id}"
         return [f"{pad}{text}" + (f", flags: {', '.join(flags)}" if flags else "")]
     if isinstance(h, VxlanGpeHeader):
-        np = "none" if h.next_protocol is None else str(h.next_protocol)
-        if h.next_protocol in GpeNextProtocol._value2member_map_:
-            np += f" ({GpeNextProtocol(h.next_protocol).name})"
+        if h.next_protocol is None:
+            np = "none"
+        else:
+            np = str(h.next_protocol)
+            if h.next_protocol in GpeNextProtocol._value2member_map_:
+                np += f" ({GpeNextProtocol(h.next_protocol).name})"
         flags = [n for n, on in (("oam", h.oam), ("bum", h.bum)) if on]
         text = f"VXLAN-GPE, VNI {h.vni}, next-protocol {np}, version {h.version}"
         return [f"{pad}{text}" + (f", flags: {', '.join(flags)}" if flags else "")]
