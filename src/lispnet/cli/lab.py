@@ -81,7 +81,11 @@ def lab_exec(
     if not os.path.exists(f"/run/netns/{ns}"):
         console.print(f"[red]no node {node!r} in lab {name!r}[/red]")
         raise typer.Exit(2)
-    proc = ns_popen(ns, argv, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+    try:
+        proc = ns_popen(ns, argv, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+    except OSError as e:
+        console.print(f"[red]{argv[0]}: {e.strerror}[/red]")
+        raise typer.Exit(127) from None
     try:
         rc = proc.wait()
     except KeyboardInterrupt:

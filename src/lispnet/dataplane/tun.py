@@ -22,6 +22,13 @@ backend's own: per (iid, family) a map of mask length -> {masked value: entry}, 
 host-route cache in front, both replaced (never mutated in place) by the loop thread
 that calls ``install`` / ``remove``, so the forwarding threads need no lock.
 
+Offload (``offload=True``, the default): the TUN devices carry a virtio_net_hdr, so the
+kernel hands TCP super-packets (TSO) to the ITR whole; they are encapsulated as one
+outer datagram, which the kernel fragments on the underlay (RFC 9300's stateless
+fragmentation) and the peer's kernel reassembles; the ETR writes the super-packet back
+with a GSO header and its kernel segments it toward the LAN.  Single packets whose
+transport checksum the kernel left partial get it completed before encapsulation.
+
 Misses are punted to the daemon's loop with ``call_soon_threadsafe`` (at most
 ``PUNT_LIMIT`` packets per destination until the table changes, so a resolution in
 progress cannot flood the loop).  Locator-status-bits received from a peer are reported
@@ -37,6 +44,8 @@ import os
 import secrets
 import select
 import socket
+import struct
+import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -60,6 +69,14 @@ SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
 MAX_SEND_SOCKETS = 1024
 FLOW_CACHE_MAX = 65536
+
+VNET_HDR_LEN = 10
+NO_VNET = bytes(VNET_HDR_LEN)
+VIRTIO_GSO_TCPV4 = 1
+VIRTIO_GSO_TCPV6 = 4
+GSO_MAX = 60000
+SWITCH_INTERVAL_S = 0.0002
+_VNET = struct.Struct("<BBHHHH")
 
 LsbCallback = Callable[[int, IPAddr, int], None]
 
@@ -107,8 +124,11 @@ class TunDataplane:
 
     name = "tun"
 
-    def __init__(self, tun_prefix: str = "lisp", default_route: bool = True, mtu: int = 1500) -> None:
+    def __init__(
+        self, tun_prefix: str = "lisp", default_route: bool = True, mtu: int = 1500, offload: bool = True
+    ) -> None:
         self.tun_prefix = tun_prefix
+        self.offload = offload
         self.default_route = default_route
         self.mtu = mtu
         self.on_lsb: LsbCallback | None = None
@@ -137,6 +157,7 @@ class TunDataplane:
         self._drops: dict[str, int] = {}
         self._decap: dict[str, list[int]] = {}
         self._misses = [0]
+        self._gso_rx = [0]
         self._native = [0, 0]
         self._released: dict[EidPrefix, list[list[int]]] = {}
 
@@ -149,6 +170,9 @@ class TunDataplane:
             self._loop = None
         self._stopping.clear()
         self._started = True
+        # forwarding threads hand the GIL to each other on every syscall; the default
+        # 5 ms switch interval would stall a thread returning from I/O behind a busy one
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         for family in (socket.AF_INET, socket.AF_INET6):
             try:
                 self._rx[family] = self._open_rx(family)
@@ -240,7 +264,7 @@ class TunDataplane:
 
     def _setup_instance(self, iid: int) -> None:
         dev = self.device(iid)
-        fd = netlink.create_tun(dev)
+        fd = netlink.create_tun(dev, vnet_hdr=self.offload)
         os.set_blocking(fd, False)
         self._tun_fds[iid] = fd
         netlink.in_thread(self._configure_instance, iid, dev)
@@ -252,6 +276,11 @@ class TunDataplane:
 
     def _configure_instance_with(self, ipr: Any, iid: int, dev: str) -> None:
         netlink.link_up(ipr, dev, mtu=self.mtu)
+        if self.offload:
+            try:  # an encapsulated super-packet must still fit one UDP datagram
+                ipr.link("set", index=netlink.require_index(ipr, dev), gso_max_size=GSO_MAX)
+            except Exception as e:  # noqa: BLE001
+                log.warning("cannot limit gso_max_size on %s: %s", dev, e)
         for name in (f"net.ipv4.conf.{dev}.rp_filter", f"net.ipv6.conf.{dev}.disable_ipv6"):
             try:
                 netlink.sysctl(name, 0)
@@ -347,12 +376,14 @@ class TunDataplane:
 
     # --- the ITR fast path ---------------------------------------------------------------
     def _tun_loop(self, fd: int, iid: int) -> None:
-        buf = bytearray(65536)
+        buf = bytearray(65536 + VNET_HDR_LEN)
         mv = memoryview(buf)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         readv = os.readv
         stopping = self._stopping
+        off = VNET_HDR_LEN if self.offload else 0
+        gso = self._gso_rx
         while not stopping.is_set():
             try:
                 n = readv(fd, [buf])
@@ -365,7 +396,16 @@ class TunDataplane:
                 self._drop("tun-read-error")
                 continue
             try:
-                self._forward(iid, mv[:n], n)
+                if off:
+                    if n <= off:
+                        continue
+                    # virtio_net_hdr: a GSO super-packet keeps its partial checksum (the
+                    # peer's kernel segments it); a single packet gets its checksum now
+                    if buf[1]:
+                        gso[0] += 1
+                    elif buf[0] & 1:
+                        _complete_checksum(buf, off, n, buf[6] | buf[7] << 8, buf[8] | buf[9] << 8)
+                self._forward(iid, mv[off:n], n - off)
             except Exception:  # noqa: BLE001 - the fast path must survive any packet
                 log.exception("forwarding error")
                 self._drop("bug")
@@ -507,6 +547,9 @@ class TunDataplane:
         poller.register(sock.fileno(), select.POLLIN)
         recvfrom_into = sock.recvfrom_into
         write = os.write
+        writev = os.writev
+        offload = self.offload
+        mtu = self.mtu
         stopping = self._stopping
         decap = self._decap
         while not stopping.is_set():
@@ -533,7 +576,12 @@ class TunDataplane:
                 self._drop("bad-inner-packet")
                 continue
             try:
-                write(fd, mv[8:n])
+                if not offload:
+                    write(fd, mv[8:n])
+                elif n - 8 <= mtu:
+                    writev(fd, (NO_VNET, mv[8:n]))
+                else:
+                    writev(fd, (_gso_header(buf, 8, n - 8, mtu), mv[8:n]))
             except OSError:
                 self._drop("tun-write-error")
                 continue
@@ -580,6 +628,7 @@ class TunDataplane:
             dec_b += b
         out["decap.packets"] = dec_p
         out["decap.bytes"] = dec_b
+        out["gso.super-packets"] = self._gso_rx[0]
         out["native.packets"] = self._native[0]
         out["native.bytes"] = self._native[1]
         for reason, n in list(self._drops.items()):
@@ -588,6 +637,46 @@ class TunDataplane:
 
     def entries(self) -> list[FwdEntry]:
         return list(self._entries.values())
+
+
+def _complete_checksum(buf: bytearray, off: int, n: int, start: int, offset: int) -> None:
+    """Finish a partial (CHECKSUM_PARTIAL) transport checksum in place.
+
+    The field already holds the pseudo-header sum; the ones' complement sum of the
+    16-bit words from ``start`` is the value of those bytes modulo 0xFFFF.
+    """
+    begin = off + start
+    data = bytes(buf[begin:n])
+    if len(data) & 1:
+        data += b"\x00"
+    total = int.from_bytes(data, "big") % 0xFFFF
+    csum = ~total & 0xFFFF
+    if csum == 0:
+        csum = 0xFFFF
+    pos = begin + offset
+    buf[pos] = csum >> 8
+    buf[pos + 1] = csum & 0xFF
+
+
+def _gso_header(buf: bytearray, at: int, length: int, mtu: int) -> bytes:
+    """virtio_net_hdr for an inner TCP super-packet (larger than the MTU) from a peer's TSO.
+
+    The checksum is still partial (the sender's kernel left it so), the kernel here
+    segments the packet to ``mtu`` on its way out.
+    """
+    ver = buf[at] >> 4
+    if ver == 4:
+        ihl = (buf[at] & 0x0F) << 2
+        proto = buf[at + 9]
+        gso_type = VIRTIO_GSO_TCPV4
+    else:
+        ihl = 40
+        proto = buf[at + 6]
+        gso_type = VIRTIO_GSO_TCPV6
+    if proto != 6:
+        return NO_VNET
+    hdr_len = ihl + ((buf[at + ihl + 12] >> 4) << 2)
+    return _VNET.pack(1, gso_type, hdr_len, mtu - hdr_len, ihl, 16)
 
 
 def _big_buffers(sock: socket.socket) -> None:
