@@ -540,3 +540,58 @@ def test_interop_lispersnet_registers_and_requests() -> None:
     assert ms.counters.messages_in["map-notify-ack"] == 4
     frames = _udp_frames("lispersnet-xtr-msmr.pcap")
     assert notifies[0] == frames[1][4]  # byte-identical to lispers.net's own Map-Notify
+
+
+# --- the request fast path agrees with the full decoder -----------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    iid=st.sampled_from([0, 0, 7, 0xFFFFFF]),
+    v6=st.booleans(),
+    addr=st.integers(0, 2**32 - 1),
+    mask=st.integers(0, 32),
+    itrs=st.lists(st.sampled_from(["192.0.2.10", "2001:db8::1", "0.0.0.0"]), min_size=1, max_size=3),
+    sport=st.integers(1, 65535),
+    nonce=st.integers(0, 2**64 - 1),
+    encap=st.booleans(),
+)
+def test_fastpath_matches_full_decoder(
+    iid: int, v6: bool, addr: int, mask: int, itrs: list[str], sport: int, nonce: int, encap: bool
+) -> None:
+    from lispnet.core.fastpath import peek_map_request
+
+    eid = IPv6Address(addr << 96) if v6 else IPv4Address(addr)
+    req = map_request(eid, mask_len=mask * 4 if v6 else mask, iid=iid, itr_rlocs=tuple(itrs), nonce=nonce)
+    data = ecm(req, sport=sport) if encap else req.to_bytes()
+    peek = peek_map_request(data, encap)
+    assert peek is not None
+    msg = parse_control(data)
+    if encap:
+        assert isinstance(msg, Ecm) and peek.reply_port == msg.inner_sport
+        msg = msg.message
+    assert isinstance(msg, MapRequest)
+    prefix = msg.records[0].prefix
+    assert (peek.nonce, peek.iid, peek.mask_len) == (msg.nonce, prefix.iid, prefix.mask_len)
+    assert peek.eid == int(prefix.address)  # type: ignore[arg-type]
+    assert [ip_address(b) for _, b in peek.itr_rlocs] == list(msg.itr_rlocs)
+    # and any truncation or corruption is either refused by the peek or parses fully
+    for cut in range(len(data)):
+        p2 = peek_map_request(data[:cut], encap)
+        if p2 is not None:
+            parse_control(data[:cut])
+
+
+def test_refresh_cache_is_invalidated_by_site_changes() -> None:
+    net, ms = make(site("s1", ["10.1.0.0/16"]))
+    reg = register([record("10.1.0.0/16", "203.0.113.1")])
+    for _ in range(3):
+        assert len(net.send(reg, ETR1, MS)) == 1
+    assert ms.list_registrations()[0]["registrants"][0]["registrations"] == 3
+    # the key changes: the cached refresh must not keep accepting the old key
+    ms.add_site(site("s1", ["10.1.0.0/16"], key=b"rotated"))
+    assert net.send(reg, ETR1, MS) == []
+    assert ms.rejections()[0]["reason"] == "bad-hmac"
+    # expiry drops the cached entry too
+    net.advance_to(net.now + 181)
+    assert len(ms.registrations) == 0

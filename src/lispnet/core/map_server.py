@@ -87,6 +87,7 @@ from ..wire.errors import DecodeError
 from ..wire.prefix import EidPrefix
 from ..wire.records import EidRecord, LocatorRecord
 from .engine import CONTROL_PORT, Endpoint, Event, IPAddr, Send
+from .fastpath import PeekedRequest, peek_map_request
 from .ratelimit import TokenBucketLimiter
 from .timers import Timers
 
@@ -102,7 +103,10 @@ _MNOT_I = 0x08000000
 
 def msg_name(t: int) -> str:
     """``map-register`` style name of a message type."""
-    return MessageType(t).name.lower().replace("_", "-")
+    return _MSG_NAMES[t] if 0 <= t < 16 else MessageType(t).name.lower().replace("_", "-")
+
+
+_MSG_NAMES = tuple(MessageType(t).name.lower().replace("_", "-") for t in range(16))
 
 
 # --- events ------------------------------------------------------------------------------
@@ -286,6 +290,23 @@ class NegativeReplyCache:
         return MapReply(nonce, (rec,)).to_bytes()
 
 
+@dataclass(slots=True)
+class _Refresh:
+    """What an accepted Map-Register installed, to refresh it again without decoding.
+
+    Keyed by the register's bytes minus nonce and authentication data, plus its source:
+    an identical re-registration (the 60 s refresh) only needs its HMAC checked and the
+    installed registrations' expiry moved."""
+
+    site: SitePolicy
+    key: SiteKey
+    regs: list[tuple[Registration, int | str, float]]
+    """(installed registration, its registrant key, its lifetime in seconds)."""
+
+
+REFRESH_CACHE_MAX = 262_144
+
+
 class MapServer:
     """The Map-Server engine (``core.engine.Engine``) plus its service methods."""
 
@@ -310,6 +331,7 @@ class MapServer:
         self._sends: list[Send] = []
         self._events: list[Event] = []
         self._neg = NegativeReplyCache()
+        self._refresh: dict[tuple[bytes, Endpoint], _Refresh] = {}
         c = self.config
         burst = c.map_request_burst if c.map_request_burst is not None else max(1.0, c.map_request_rate)
         self.limiter = TokenBucketLimiter(c.map_request_rate, burst, c.rate_limit_sources)
@@ -416,7 +438,47 @@ class MapServer:
         self.configured = t
 
     # =================================================================== Map-Register
+    def _refresh_key(self, data: bytes, src: Endpoint) -> tuple[bytes, Endpoint] | None:
+        if len(data) < 16:
+            return None
+        body = 16 + int.from_bytes(data[14:16], "big")
+        if body > len(data):
+            return None
+        return (data[:4] + data[12:16] + data[body:], src)
+
+    def _try_refresh(self, data: bytes, ckey: tuple[bytes, Endpoint], src: Endpoint, now: float) -> bool:
+        """Refresh an identical re-registration without decoding it; False = take the slow path."""
+        hit = self._refresh.get(ckey)
+        if hit is None:
+            return False
+        site = hit.site
+        if self.sites.get(site.name) is not site or not site.enabled:
+            del self._refresh[ckey]
+            return False
+        for reg, rk, _ in hit.regs:
+            entry = self.registrations.get(reg.prefix)
+            if entry is None or entry.registrants.get(rk) is not reg:
+                del self._refresh[ckey]
+                return False
+        if not verify_raw(data, hit.key.key):
+            return False  # the slow path rejects it with the right reason
+        for reg, rk, life in hit.regs:
+            reg.last_registered = now
+            reg.registrations += 1
+            reg.expires_at = now + life
+            self.timers.schedule((reg.prefix, rk), reg.expires_at)
+        self.counters.registrations["accepted"] += len(hit.regs)
+        if data[3] and data[2] & 0x01:  # M bit: acknowledge
+            first = (MessageType.MAP_NOTIFY << 28) | (
+                _MNOT_I if self.config.notify_xtr_id_flagged and data[0] & 0x02 else 0
+            ) | data[3]
+            self._send(sign_raw(first.to_bytes(4, "big") + data[4:], hit.key.key), src, "map-notify")
+        return True
+
     def _on_map_register(self, data: bytes, src: Endpoint, now: float) -> None:
+        ckey = self._refresh_key(data, src)
+        if ckey is not None and self._try_refresh(data, ckey, src, now):
+            return
         msg = parse_control(data)
         if not isinstance(msg, MapRegister):  # pragma: no cover - the type nibble says 3
             self.counters.dropped["unexpected-type"] += 1
@@ -435,7 +497,7 @@ class MapServer:
         for p in prefixes:
             for _, lst in self.configured.covering(p):
                 for s, _ap in lst:
-                    if s not in candidates:
+                    if not any(c is s for c in candidates):  # identity: SitePolicy.__eq__ is costly
                         candidates.append(s)
         if not candidates:
             self._reject(None, "eid-not-in-any-site", src, prefixes[0], now)
@@ -460,20 +522,25 @@ class MapServer:
             return
 
         accepted: list[EidRecord] = []
+        installed: list[tuple[Registration, int | str, float]] = []
+        cacheable = True
         etr = (src.address, src.port)
         fm, fp = site.force_merge, site.proxy_reply
         timeout = self.config.registration_timeout_s
         for rec, p in zip(msg.records, prefixes, strict=True):
             if site.allowed_prefix_for(p) is None:
                 self._reject(site.name, "eid-outside-site-prefixes", src, p, now)
+                cacheable = False
                 continue
             bad = [loc for loc in rec.locators if not site.rloc_allowed(loc)]
             if bad:
                 self._reject(site.name, "rloc-not-allowed", src, p, now, f"locator {bad[0].address}")
+                cacheable = False
                 continue
             accepted.append(rec)
             rkey = registrant_key(msg.xtr_id, etr)
             if rec.ttl == 0:  # RFC 9301 section 8.2: TTL 0 withdraws
+                cacheable = False
                 entry = self.registrations.get(p)
                 old = entry.registrants.get(rkey) if entry is not None else None
                 if old is not None and not old.is_static:
@@ -487,6 +554,7 @@ class MapServer:
             ) >= self.config.max_registrations:
                 accepted.pop()
                 self._reject(site.name, "table-full", src, p, now)
+                cacheable = False
                 continue
             life = rec.ttl * 60.0 if msg.use_ttl else timeout
             reg = Registration(
@@ -511,11 +579,16 @@ class MapServer:
             )
             _, prev, changed = self.registrations.upsert(reg, fm, fp)
             self.timers.schedule((p, rkey), reg.expires_at)
+            installed.append((reg, rkey, life))
             self.counters.registrations["accepted"] += 1
             if changed:
                 self.counters.registrations["new" if prev is None else "changed"] += 1
                 self._emit(SiteRegistered(site.name, p, src, msg.xtr_id, rec.locators, prev is None))
 
+        if cacheable and ckey is not None and installed and len({r.prefix for r, _, _ in installed}) == len(installed):
+            if len(self._refresh) >= REFRESH_CACHE_MAX:
+                self._refresh.clear()
+            self._refresh[ckey] = _Refresh(site, key, installed)
         if msg.want_map_notify and accepted:
             self._send(self._map_notify(data, msg, accepted, key), src, "map-notify")
 
@@ -548,6 +621,9 @@ class MapServer:
         if not self.limiter.allow(src.address, now):
             self.counters.requests["rate-limited"] += 1
             return
+        peek = peek_map_request(data, False)
+        if peek is not None and self._fast_request(peek, dst, now, src.port, None):
+            return
         req = parse_control(data)
         if not isinstance(req, MapRequest):  # pragma: no cover - the nibble says 1
             return
@@ -555,18 +631,58 @@ class MapServer:
 
     def _on_ecm(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         to_ms = bool(data[0] & _ECM_M_BYTE)
-        if not to_ms and not self.limiter.allow(src.address, now):
+        if to_ms:
+            # from a Map-Resolver: limit per requesting ITR (inner source), not per resolver
+            inner = data[16:20] if len(data) > 4 and data[4] >> 4 == 4 else data[12:28]
+            if not self.limiter.allow(bytes(inner), now):
+                self.counters.requests["rate-limited"] += 1
+                return
+        elif not self.limiter.allow(src.address, now):
             self.counters.requests["rate-limited"] += 1
+            return
+        peek = peek_map_request(data, True)
+        if peek is not None and self._fast_request(peek, dst, now, peek.reply_port, data):
             return
         ecm = parse_control(data)
         if not isinstance(ecm, Ecm) or not isinstance(ecm.message, MapRequest):
             self.counters.dropped["ecm-not-map-request"] += 1
             return
-        if to_ms and not self.limiter.allow(ecm.inner_src, now):
-            # from a Map-Resolver: limit per requesting ITR, not per resolver
-            self.counters.requests["rate-limited"] += 1
-            return
         self.handle_map_request(ecm.message, src, dst, now, reply_port=ecm.inner_sport, raw_ecm=data, ecm=ecm)
+
+    def _fast_request(
+        self, p: PeekedRequest, dst: Endpoint, now: float, reply_port: int, raw_ecm: bytes | None
+    ) -> bool:
+        """Answer a request read by ``fastpath``; False = let the full decoder handle it."""
+        want = dst.address.version
+        itr_b: bytes | None = None
+        for version, packed in p.itr_rlocs:
+            if any(packed):
+                if version == want:
+                    itr_b = packed
+                    break
+                if itr_b is None:
+                    itr_b = packed
+        if itr_b is None:
+            return False
+        reply_to = Endpoint(IPv4Address(itr_b) if len(itr_b) == 4 else IPv6Address(itr_b), reply_port)
+        entry = self.registrations.table.lookup_int(p.iid, p.afi, p.eid, p.mask_len)
+        if entry is not None:
+            if entry.proxy_reply or not entry.locators:
+                self._send(self._proxy_reply(entry, p.nonce), reply_to, "map-reply")
+                self.counters.requests["proxy-reply"] += 1
+                return True
+            if raw_ecm is None:
+                return False  # a plain request must be wrapped in a new ECM: slow path
+            etr = self._pick_etr(entry, want)
+            if etr is None:
+                return False
+            b0 = (raw_ecm[0] | _ECM_E_BYTE) & ~_ECM_M_BYTE & 0xFF
+            self._send(bytes((b0,)) + raw_ecm[1:], Endpoint(etr, CONTROL_PORT), "ecm")
+            self.counters.requests["forwarded-to-etr"] += 1
+            return True
+        addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
+        self._negative(EidPrefix(p.iid, addr, p.mask_len), p.nonce, reply_to)
+        return True
 
     def handle_map_request(
         self,
@@ -626,6 +742,10 @@ class MapServer:
             self._send(data, reply_to, "map-reply")
             self.counters.requests["negative-non-prefix"] += 1
             return
+        self._negative(eid, req.nonce, reply_to)
+
+    def _negative(self, eid: EidPrefix, nonce: int, reply_to: Endpoint) -> None:
+        """Negative Map-Reply: 1 minute inside a configured prefix, else 15 (spec 11.3, 11.4)."""
         tables = (self.configured, self.registrations.table)
         hit = self.configured.longest_match(eid)
         if hit is not None:
@@ -638,7 +758,7 @@ class MapServer:
             neg = negative_prefix(eid, tables)
             ttl, action = self.config.negative_ttl, self.config.negative_action
             self.counters.requests["negative-non-eid"] += 1
-        self._send(self._neg.reply(req.nonce, neg, ttl, action), reply_to, "map-reply")
+        self._send(self._neg.reply(nonce, neg, ttl, action), reply_to, "map-reply")
 
     def _proxy_reply(self, entry: RegisteredPrefix, nonce: int) -> bytes:
         tmpl = entry.reply_cache

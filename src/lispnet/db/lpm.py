@@ -400,6 +400,14 @@ class LpmTable(Generic[V]):
         e = efam.entries.get((prefix.address, prefix.mask_len))
         return None if e is None else e[1]
 
+    def lookup_int(self, iid: int, afi: int, value: int, mask_len: int) -> V | None:
+        """:meth:`lookup` for an address already given as an integer (no objects built)."""
+        fam = self._bit.get((iid, afi))
+        if fam is None:
+            return None
+        hit = fam.longest(value, mask_len)
+        return None if hit is None else hit[2]
+
     def covering(self, prefix: EidPrefix) -> Iterator[tuple[EidPrefix, V]]:
         """Every stored prefix that contains ``prefix``, most specific first."""
         fam = self._bit.get(family_key(prefix))

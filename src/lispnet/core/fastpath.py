@@ -1,0 +1,156 @@
+"""Allocation-light readers for the mapping system's two hot messages.
+
+The full codec (``wire.control``) builds a frozen value for every header, address and
+record; that is right for everything we must understand completely, but a Map-Server
+answering 100 k Map-Requests per second cannot afford it for each one.  The common
+request has a fixed shape - an ECM with a 20-byte IPv4 (or 40-byte IPv6) inner header
+and UDP, then a Map-Request with plain flags, IP ITR-RLOCs and one IPv4/IPv6 EID record,
+maybe inside an Instance-ID LCAF - and everything needed to answer it sits at computable
+offsets.  :func:`peek_map_request` reads exactly that shape straight from the bytes,
+checking every length against the datagram, and returns ``None`` for anything else so
+the caller falls back to the full decoder (which also produces the typed
+``DecodeError`` for garbage).  It never raises on any input: every read is bounds
+checked first.
+
+Only facts the Map-Server needs are extracted: the nonce, the EID as (iid, afi, integer,
+mask-len), the ITR-RLOCs as (version, packed bytes) and the port the reply goes to.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+AFI_IPV4 = 1
+AFI_IPV6 = 2
+AFI_LCAF = 16387
+LCAF_IID = 2
+
+# Map-Request first-word bits that send a request to the slow path: A, M (map-reply
+# record), P (probe), S (SMR), I (xTR-ID), D (dont-map-reply).
+_MREQ_SLOW = 0x08000000 | 0x04000000 | 0x02000000 | 0x01000000 | 0x00100000 | 0x00002000
+
+
+class PeekedRequest(NamedTuple):
+    """What the fast path read from a Map-Request."""
+
+    nonce: int
+    """The request's nonce."""
+    iid: int
+    """Instance-id of the EID (0 without an Instance-ID LCAF)."""
+    afi: int
+    """1 (IPv4) or 2 (IPv6)."""
+    eid: int
+    """The EID address as an integer."""
+    mask_len: int
+    """The record's mask-len."""
+    itr_rlocs: tuple[tuple[int, bytes], ...]
+    """(IP version, packed address) of each IP ITR-RLOC, in order."""
+    reply_port: int
+    """Inner UDP source port (ECM), else the caller's source port (0 here)."""
+
+
+def _skip_address(data: bytes, pos: int, end: int) -> int:
+    """Position after the AFI-encoded address at ``pos`` (-1 if it does not fit or is unknown)."""
+    if pos + 2 > end:
+        return -1
+    afi = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    if afi == 0:
+        return pos
+    if afi == AFI_IPV4:
+        pos += 4
+    elif afi == AFI_IPV6:
+        pos += 16
+    elif afi == AFI_LCAF:
+        if pos + 6 > end:
+            return -1
+        pos += 6 + ((data[pos + 4] << 8) | data[pos + 5])
+    else:
+        return -1
+    return pos if pos <= end else -1
+
+
+def peek_map_request(data: bytes, ecm: bool) -> PeekedRequest | None:
+    """Read a common-shape (ECM-encapsulated when ``ecm``) Map-Request, or None."""
+    end = len(data)
+    port = 0
+    o = 0
+    if ecm:
+        # ECM header: only S = 0 has a fixed size.
+        if end < 4 + 20 + 8 + 12 or data[0] & 0x08:
+            return None
+        v = data[4] >> 4
+        if v == 4:
+            if data[4] != 0x45 or data[13] != 17:  # no options, UDP
+                return None
+            if (data[6] << 8 | data[7]) != end - 4:
+                return None
+            u = 24
+        elif v == 6:
+            if end < 4 + 40 + 8 + 12 or data[10] != 17:  # next header UDP, no extension headers
+                return None
+            if (data[8] << 8 | data[9]) != end - 44:
+                return None
+            u = 44
+        else:
+            return None
+        if (data[u + 4] << 8 | data[u + 5]) != end - u:
+            return None
+        port = (data[u] << 8) | data[u + 1]
+        o = u + 8
+    if end - o < 12 + 2 + 2 + 4 or data[o] >> 4 != 1:
+        return None
+    first = int.from_bytes(data[o : o + 4], "big")
+    if first & _MREQ_SLOW or (first & 0xFF) != 1:
+        return None
+    irc = ((first >> 8) & 0x1F) + 1
+    nonce = int.from_bytes(data[o + 4 : o + 12], "big")
+    pos = _skip_address(data, o + 12, end)  # source EID
+    if pos < 0:
+        return None
+    rlocs: list[tuple[int, bytes]] = []
+    for _ in range(irc):
+        if pos + 2 > end:
+            return None
+        afi = (data[pos] << 8) | data[pos + 1]
+        if afi == AFI_IPV4 and pos + 6 <= end:
+            rlocs.append((4, data[pos + 2 : pos + 6]))
+            pos += 6
+        elif afi == AFI_IPV6 and pos + 18 <= end:
+            rlocs.append((6, data[pos + 2 : pos + 18]))
+            pos += 18
+        else:
+            pos = _skip_address(data, pos, end)
+            if pos < 0:
+                return None
+    # the one EID record: reserved(1) mask-len(1) AFI ...
+    if pos + 4 > end:
+        return None
+    mask_len = data[pos + 1]
+    afi = (data[pos + 2] << 8) | data[pos + 3]
+    pos += 4
+    iid = 0
+    if afi == AFI_LCAF:
+        # Instance-ID LCAF: rsvd1 flags type rsvd2 length(2) iid(4) AFI address
+        if pos + 12 > end or data[pos + 2] != LCAF_IID:
+            return None
+        length = (data[pos + 4] << 8) | data[pos + 5]
+        iid = int.from_bytes(data[pos + 6 : pos + 10], "big")
+        afi = (data[pos + 10] << 8) | data[pos + 11]
+        inner = 4 if afi == AFI_IPV4 else 16 if afi == AFI_IPV6 else -1
+        if inner < 0 or length != 4 + 2 + inner:
+            return None
+        pos += 12
+    if afi == AFI_IPV4:
+        if pos + 4 != end or mask_len > 32:
+            return None
+    elif afi == AFI_IPV6:
+        if pos + 16 != end or mask_len > 128:
+            return None
+    else:
+        return None
+    eid = int.from_bytes(data[pos:end], "big")
+    return PeekedRequest(nonce, iid, afi, eid, mask_len, tuple(rlocs), port)
+
+
+__all__ = ["PeekedRequest", "peek_map_request"]
