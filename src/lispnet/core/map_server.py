@@ -58,9 +58,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -79,7 +78,7 @@ from ..db.sites import (
     locator_to_dict,
     registrant_key,
 )
-from ..wire.address import Address, NoAddress
+from ..wire.address import NoAddress
 from ..wire.auth import sign_raw, verify_raw
 from ..wire.control import Ecm, MapNotify, MapRegister, MapReply, MapRequest, parse_control
 from ..wire.enums import Action, MessageType
@@ -88,136 +87,26 @@ from ..wire.prefix import EidPrefix
 from ..wire.records import EidRecord, LocatorRecord
 from .engine import CONTROL_PORT, Endpoint, Event, IPAddr, Send
 from .fastpath import PeekedRequest, peek_map_request
+from .mapsys import (
+    NEGATIVE_TTL_MIN,
+    UNREGISTERED_TTL_MIN,
+    Counters,
+    NegativeReplyCache,
+    RegistrationExpired,
+    RegistrationRejected,
+    RegistrationWithdrawn,
+    Rejection,
+    SiteChanged,
+    SiteRegistered,
+    choose_itr_rloc,
+    msg_name,
+)
 from .ratelimit import TokenBucketLimiter
 from .timers import Timers
 
-NEGATIVE_TTL_MIN = 15
-"""Negative Map-Reply TTL for non-EID space (spec 11.2)."""
-UNREGISTERED_TTL_MIN = 1
-"""Negative Map-Reply TTL for configured but unregistered EIDs (spec 11.3)."""
-
 _ECM_E_BYTE = 0x02  # E bit (0x02000000) in byte 0 of the ECM header
 _ECM_M_BYTE = 0x01  # M bit (0x01000000)
-_MNOT_I = 0x08000000
-
-
-def msg_name(t: int) -> str:
-    """``map-register`` style name of a message type."""
-    return _MSG_NAMES[t] if 0 <= t < 16 else MessageType(t).name.lower().replace("_", "-")
-
-
-_MSG_NAMES = tuple(MessageType(t).name.lower().replace("_", "-") for t in range(16))
-
-
-# --- events ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SiteRegistered(Event):
-    """A registration was installed or its content (locators, flags) changed."""
-
-    site: str
-    prefix: EidPrefix
-    etr: Endpoint
-    xtr_id: int | None
-    locators: tuple[LocatorRecord, ...]
-    new: bool
-    """True for a new registrant, False for a changed one."""
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationExpired(Event):
-    """A registration was not refreshed in time and was removed."""
-
-    site: str | None
-    prefix: EidPrefix
-    etr: Endpoint | None
-    xtr_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationWithdrawn(Event):
-    """A registration was removed by a TTL-0 Map-Register or a site change/deletion."""
-
-    site: str | None
-    prefix: EidPrefix
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationRejected(Event):
-    """A Map-Register (or one of its records) was refused."""
-
-    site: str | None
-    reason: str
-    source: Endpoint
-    prefix: EidPrefix | None
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SiteChanged(Event):
-    """A site or static mapping was added, replaced or deleted through the service API."""
-
-    kind: str
-    """"site" or "static-mapping"."""
-    name: str
-    action: str
-    """"added", "replaced", "deleted"."""
-
-
-# --- bookkeeping ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Rejection:
-    """Count and last offender of one (site, reason)."""
-
-    site: str | None
-    reason: str
-    count: int = 0
-    last_source: Endpoint | None = None
-    last_prefix: EidPrefix | None = None
-    last_time: float = 0.0
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "site": self.site,
-            "reason": self.reason,
-            "count": self.count,
-            "last-source": str(self.last_source) if self.last_source else None,
-            "last-eid": str(self.last_prefix) if self.last_prefix else None,
-            "last-time": self.last_time,
-            "detail": self.detail,
-        }
-
-
-@dataclass(slots=True)
-class Counters:
-    """Message and outcome counters of a mapping-system engine (``as_dict`` for the API)."""
-
-    messages_in: Counter[str] = field(default_factory=Counter)
-    messages_out: Counter[str] = field(default_factory=Counter)
-    decode_errors: Counter[str] = field(default_factory=Counter)
-    rejections: Counter[str] = field(default_factory=Counter)
-    requests: Counter[str] = field(default_factory=Counter)
-    """Map-Request outcomes: proxy-reply, forwarded-to-etr, negative-15, negative-1, ..."""
-    dropped: Counter[str] = field(default_factory=Counter)
-    """Datagrams dropped after decoding, by reason."""
-    registrations: Counter[str] = field(default_factory=Counter)
-    """accepted, refreshed, new, withdrawn, expired."""
-
-    def as_dict(self) -> dict[str, dict[str, int]]:
-        return {
-            "messages-in": dict(self.messages_in),
-            "messages-out": dict(self.messages_out),
-            "decode-errors": dict(self.decode_errors),
-            "rejections": dict(self.rejections),
-            "requests": dict(self.requests),
-            "dropped": dict(self.dropped),
-            "registrations": dict(self.registrations),
-        }
+_MNOT_I = 0x08000000  # Map-Notify I bit
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,44 +139,6 @@ class MapServerConfig:
     """Bound on queued datagrams between two ``poll_sends``."""
     max_pending_events: int = 10_000
     """Bound on queued events between two ``poll_events``."""
-
-
-def choose_itr_rloc(itr_rlocs: Iterable[Address], prefer_version: int) -> IPAddr | None:
-    """The first IPv4/IPv6 ITR-RLOC of ``prefer_version``, else the first IP one."""
-    first: IPAddr | None = None
-    for a in itr_rlocs:
-        if isinstance(a, IPv4Address | IPv6Address) and not a.is_unspecified:
-            if a.version == prefer_version:
-                return a
-            if first is None:
-                first = a
-    return first
-
-
-class NegativeReplyCache:
-    """Encoded negative Map-Replies keyed by (prefix, ttl, action), nonce zero; bounded."""
-
-    __slots__ = ("_cache", "limit")
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._cache: dict[tuple[EidPrefix, int, int], bytes] = {}
-        self.limit = limit
-
-    def reply(self, nonce: int, prefix: EidPrefix, ttl: int, action: Action) -> bytes:
-        key = (prefix, ttl, int(action))
-        tmpl = self._cache.get(key)
-        if tmpl is None:
-            rec = EidRecord.for_prefix(prefix, (), ttl=ttl, action=action, authoritative=False)
-            tmpl = MapReply(0, (rec,)).to_bytes()
-            if len(self._cache) >= self.limit:
-                self._cache.clear()
-            self._cache[key] = tmpl
-        return tmpl[:4] + nonce.to_bytes(8, "big") + tmpl[12:]
-
-    def echo_reply(self, nonce: int, eid: Address, mask_len: int, ttl: int, action: Action) -> bytes:
-        """A negative reply echoing a requested EID that is not a prefix (e.g. an LCAF)."""
-        rec = EidRecord(eid, mask_len, (), ttl=ttl, action=action, authoritative=False)
-        return MapReply(nonce, (rec,)).to_bytes()
 
 
 @dataclass(slots=True)
