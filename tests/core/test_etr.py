@@ -7,7 +7,15 @@ from ipaddress import IPv4Address
 
 from lispnet.core.engine import Endpoint
 from lispnet.core.etr import DatabaseMapping, EtrConfig, EtrEngine, EtrRegistered, MapServerPeer
-from lispnet.wire.control import Ecm, MapNotify, MapRegister, MapReply, MapRequest, RequestRecord, parse_control
+from lispnet.wire.control import (
+    Ecm,
+    MapNotify,
+    MapRegister,
+    MapReply,
+    MapRequest,
+    RequestRecord,
+    parse_control,
+)
 from lispnet.wire.prefix import EidPrefix
 from lispnet.wire.records import LocatorRecord
 
