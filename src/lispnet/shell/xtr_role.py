@@ -21,7 +21,6 @@ REST resources: ``GET /map-cache``, ``GET /database-mapping``, ``GET /xtr/regist
 
 from __future__ import annotations
 
-import importlib
 import logging
 from ipaddress import ip_interface
 from typing import Any
@@ -56,14 +55,6 @@ ITR_ROLES = frozenset({"itr", "xtr"})
 PITR_ROLES = frozenset({"pitr", "pxtr"})
 ETR_ROLES = frozenset({"etr", "xtr", "petr", "pxtr"})
 ALL_ROLES = ("itr", "etr", "xtr", "pitr", "petr", "pxtr")
-
-# backend name -> (module, class) of the implementations written elsewhere
-BACKENDS: dict[str, tuple[str, str]] = {
-    "ebpf": ("lispnet.dataplane.ebpf", "EbpfDataplane"),
-    "vxlan": ("lispnet.dataplane.vxlan", "VxlanDataplane"),
-    "vxlan-gpe": ("lispnet.dataplane.vxlan", "VxlanGpeDataplane"),
-}
-
 
 class _ControlDemux:
     """Split one dispatch key between the ITR and the ETR (SMR vs. RLOC-probe)."""
@@ -109,23 +100,16 @@ def local_rlocs(config: NodeConfig) -> list[IPAddr]:
 
 
 def make_dataplane(name: str, logger: logging.Logger) -> Dataplane | None:
-    """The backend called ``name``; unknown or unavailable ones fall back to TUN."""
+    """The backend called ``name`` (``dataplane.select``); unavailable ones fall back to TUN."""
     if name == "none":
         return None
-    if name != "tun":
-        spec = BACKENDS.get(name)
-        if spec is None:
-            logger.warning("unknown dataplane %r: falling back to tun", name)
-        else:
-            try:
-                cls = getattr(importlib.import_module(spec[0]), spec[1])
-                backend: Dataplane = cls()
-                return backend
-            except Exception as e:  # noqa: BLE001 - any failure means "not available here"
-                logger.warning("dataplane %s unavailable (%s): falling back to tun", name, e)
-    from ..dataplane.tun import TunDataplane
+    from ..dataplane.select import KINDS
+    from ..dataplane.select import make_dataplane as select_backend
 
-    return TunDataplane()
+    if name not in KINDS:
+        logger.warning("unknown dataplane %r: falling back to tun", name)
+        name = "tun"
+    return select_backend(name)
 
 
 def cache_entry_view(e: MapCacheEntry, now: float) -> dict[str, Any]:
