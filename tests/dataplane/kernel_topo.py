@@ -176,3 +176,18 @@ def iperf3_tcp(topo: Topo, dst: str = "10.2.0.2", seconds: float = 2.0, extra: l
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+_TX_CSUM = """
+import ctypes, fcntl, socket, struct, sys
+val = ctypes.create_string_buffer(struct.pack("=II", 0x17, int(sys.argv[2])))  # ETHTOOL_STXCSUM
+ifr = struct.pack("16sP", sys.argv[1].encode(), ctypes.addressof(val)) + bytes(16)
+fcntl.ioctl(socket.socket(), 0x8946, ifr)  # SIOCETHTOOL
+"""
+
+
+def set_tx_csum(topo: Topo, node: str, dev: str, on: bool) -> None:
+    """``ethtool -K dev tx on|off`` without ethtool (the legacy ETHTOOL_STXCSUM ioctl)."""
+    import sys
+
+    topo.ns(node, sys.executable, "-c", _TX_CSUM, dev, "1" if on else "0")
