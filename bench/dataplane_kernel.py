@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Kernel fast-path benchmark: eBPF LISP and VXLAN-GPE next to plain routing, same run.
+
+Lab (root, namespaces ``lnb-bench*``): h1 - x1 = u = x2 - h2 (tests/dataplane/kernel_topo.py).
+For each round and each mode it builds the lab afresh, programs the backend by hand and
+measures h1 -> h2 with iperf3: TCP throughput and 64-byte UDP packets per second (UDP
+payload 18 bytes: a 64-byte Ethernet frame with FCS), counting packets the receiver got.
+Modes are interleaved round by round so background load hits them alike; the report
+gives the median per mode and the ratio to plain routing.
+
+    python bench/dataplane_kernel.py --modes plain,ebpf,vxlan-gpe --seconds 5 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "dataplane"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from kernel_topo import Topo  # noqa: E402
+
+from lispnet.dataplane.base import FwdEntry, FwdLocator  # noqa: E402
+from lispnet.wire.prefix import EidPrefix  # noqa: E402
+
+IID = 1000
+
+
+def setup(mode: str, topo: Topo) -> list[Any]:
+    """Program x1 and x2 for ``mode``; returns the backends to stop."""
+    if mode == "plain":
+        return []
+    backends: list[Any] = []
+    for node, rlocs in (("x1", ["192.168.1.1"]), ("x2", ["192.168.2.1"])):
+        ns = topo.names[node]
+        if mode == "ebpf":
+            from lispnet.dataplane.ebpf import EbpfDataplane
+
+            dp: Any = EbpfDataplane(netns=ns)
+        else:
+            from lispnet.dataplane.vxlan import VxlanDataplane
+
+            dp = VxlanDataplane(mode, netns=ns)
+        dp.set_instances({IID: "eid0"})
+        dp.set_local_rlocs([ip_address(r) for r in rlocs], 1)
+        dp.start(lambda m: None)
+        backends.append(dp)
+    backends[0].install(FwdEntry(EidPrefix.parse("10.2.0.0/24", IID), (FwdLocator(ip_address("192.168.2.1")),)))
+    backends[1].install(FwdEntry(EidPrefix.parse("10.1.0.0/24", IID), (FwdLocator(ip_address("192.168.1.1")),)))
+    return backends
+
+
+def iperf(topo: Topo, seconds: float, udp: bool) -> float:
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", topo.h2, "iperf3", "-s", "-1", "-p", "5299"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.4)
+        args = ["-u", "-b", "0", "-l", "18"] if udp else []
+        proc = topo.ns(
+            "h1", "iperf3", "-c", "10.2.0.2", "-p", "5299", "-t", str(seconds), "-J", *args,
+            check=False, timeout=seconds + 30,
+        )  # fmt: skip
+        data = json.loads(proc.stdout)
+        end = data["end"]
+        if udp:
+            s = end["sum"]
+            return (float(s["packets"]) - float(s.get("lost_packets", 0))) / float(s["seconds"])
+        return float(end["sum_received"]["bits_per_second"])
+    except (ValueError, KeyError):
+        return 0.0
+    finally:
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def measure(mode: str, seconds: float) -> dict[str, float]:
+    topo = Topo("bench", plain=(mode == "plain"))
+    backends: list[Any] = []
+    try:
+        topo.build()
+        backends = setup(mode, topo)
+        if not topo.ping("h1", "10.2.0.2", count=2):
+            raise RuntimeError(f"{mode}: no connectivity")
+        return {"tcp_bps": iperf(topo, seconds, False), "udp64_pps": iperf(topo, seconds, True)}
+    finally:
+        for dp in backends:
+            dp.stop()
+        topo.destroy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modes", default="plain,ebpf,vxlan-gpe", help="comma list: plain,ebpf,vxlan-gpe,vxlan")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    args = ap.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "plain" not in modes:
+        modes.insert(0, "plain")
+    from lispnet.dataplane import bpf_build
+
+    if "ebpf" in modes:
+        bpf_build.build()
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    for rnd in range(args.rounds):
+        for mode in modes:
+            r = measure(mode, args.seconds)
+            runs[mode].append(r)
+            print(
+                f"round {rnd + 1} {mode:10s} tcp {r['tcp_bps'] / 1e9:6.2f} Gbit/s   udp64 {r['udp64_pps'] / 1e3:7.0f} kpps",
+                flush=True,
+            )
+    med = {m: {k: statistics.median(r[k] for r in runs[m]) for k in ("tcp_bps", "udp64_pps")} for m in modes}
+    base = med["plain"]
+    print("\nmedian over rounds (ratio to plain routing):")
+    for m in modes:
+        tcp, pps = med[m]["tcp_bps"], med[m]["udp64_pps"]
+        print(
+            f"  {m:10s} TCP {tcp / 1e9:6.2f} Gbit/s ({tcp / base['tcp_bps'] * 100:5.1f} %)   "
+            f"UDP 64 B {pps / 1e3:7.0f} kpps ({pps / base['udp64_pps'] * 100:5.1f} %)"
+        )
+    if args.json:
+        print(json.dumps({"runs": runs, "median": med}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
