@@ -164,6 +164,10 @@ class MapResolver:
         if not self.limiter.allow(src.address, now):
             self.counters.requests["rate-limited"] += 1
             return
+        ms = self.map_server
+        if ms is not None and ms.answer_fast(data, False, dst, now, src.port):
+            self.counters.requests["handed-to-map-server"] += 1
+            return
         req = parse_control(data)
         if not isinstance(req, MapRequest):  # pragma: no cover - the nibble says 1
             return
@@ -172,6 +176,11 @@ class MapResolver:
     def _on_ecm(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         if not self.limiter.allow(src.address, now):
             self.counters.requests["rate-limited"] += 1
+            return
+        ms = self.map_server
+        if ms is not None and ms.answer_fast(data, True, dst, now, 0):
+            # the co-located Map-Server answered from the raw bytes (core/fastpath.py)
+            self.counters.requests["handed-to-map-server"] += 1
             return
         ecm = parse_control(data)
         if not isinstance(ecm, Ecm) or not isinstance(ecm.message, MapRequest):

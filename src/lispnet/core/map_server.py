@@ -500,6 +500,15 @@ class MapServer:
             return
         self.handle_map_request(ecm.message, src, dst, now, reply_port=ecm.inner_sport, raw_ecm=data, ecm=ecm)
 
+    def answer_fast(self, data: bytes, ecm: bool, dst: Endpoint, now: float, src_port: int) -> bool:
+        """Answer a common-shape Map-Request (in an ECM when ``ecm``) straight from its
+        bytes, after the caller's rate limiting; False = use the full decoder.  The
+        co-located Map-Resolver's entry point."""
+        peek = peek_map_request(data, ecm)
+        if peek is None:
+            return False
+        return self._fast_request(peek, dst, now, peek.reply_port if ecm else src_port, data if ecm else None)
+
     def _fast_request(
         self, p: PeekedRequest, dst: Endpoint, now: float, reply_port: int, raw_ecm: bytes | None
     ) -> bool:

@@ -43,13 +43,14 @@ import random
 import signal
 import time
 import traceback
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
@@ -109,16 +110,11 @@ class Daemon:
         self.reloads = 0
         self.reload_failures = 0
         self.state_writes = 0
-        self.latency = Histogram(
-            "lispnet_control_processing_seconds",
-            "Time to process one received control datagram (decode, engine, sends), by dispatch key",
-            ["kind"],
-            registry=self.metrics,
-            buckets=LATENCY_BUCKETS,
-        )
-        self._latency_children: dict[str, Any] = {}
+        self.latency = FastHistogram(LATENCY_BUCKETS)
+        """Engine time per received datagram, by dispatch key (exported by _DaemonCollector)."""
         self.metrics.register(_DaemonCollector(self))
 
+        self._loop_time: Any = time.monotonic  # loop.time once started
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopped = asyncio.Event()
@@ -136,6 +132,7 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        self._loop_time = loop.time
         cfg = self.config
         log.info("lispnet %s node %s starting, roles: %s", __version__, cfg.node.name, ", ".join(cfg.node.roles))
         load_role_modules(self.role_modules)
@@ -204,14 +201,18 @@ class Daemon:
         reuse = node.workers > 1
         port = node.control_port
         for a in addrs:
-            ep = await UdpEndpoint.open(self.loop, Endpoint(a, port), self._on_datagram, reuse_port=reuse)
+            ep = await UdpEndpoint.open(
+                self.loop, Endpoint(a, port), self._on_datagram, reuse_port=reuse, on_batch_end=self._drain
+            )
             self.control.append(ep)
             log.info("control plane listening on udp %s", ep.local)
             if port == 0:
                 # one ephemeral port for all addresses, so peers see one control port
                 port = ep.local.port
         for version in sorted({ep.family for ep in self.control}):
-            ep = await UdpEndpoint.open(self.loop, Endpoint(wildcard(version), 0), self._on_datagram)
+            ep = await UdpEndpoint.open(
+                self.loop, Endpoint(wildcard(version), 0), self._on_datagram, on_batch_end=self._drain
+            )
             self.ephemeral[version] = ep
 
     @property
@@ -284,6 +285,8 @@ class Daemon:
 
     # --- datagrams -------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, src: Endpoint, dst: Endpoint) -> None:
+        """One received control datagram.  Sends, events and the timer are handled once
+        per receive batch (``_drain`` is the sockets' ``on_batch_end``)."""
         kind = classify(data)
         self.rx[kind] += 1
         engine = self.dispatch.get(kind)
@@ -292,16 +295,11 @@ class Daemon:
             self.ratelog.debug(("unhandled", kind), "no role handles %s (from %s); dropped", kind, src)
             return
         t0 = time.perf_counter()
-        assert self.loop is not None
         try:
-            engine.receive(data, src, dst, self.loop.time())
+            engine.receive(data, src, dst, self._loop_time())
         except Exception:
             self._bug(f"{type(engine).__name__}.receive({kind} from {src})", data)
-        self._drain()
-        child = self._latency_children.get(kind)
-        if child is None:
-            child = self._latency_children[kind] = self.latency.labels(kind)
-        child.observe(time.perf_counter() - t0)
+        self.latency.observe(kind, time.perf_counter() - t0)
 
     def _bug(self, where: str, data: bytes | None = None) -> None:
         self.bugs += 1
@@ -529,6 +527,36 @@ class Daemon:
         return {"node": self.config.node.name, "daemon": self.daemon_stats(), "roles": roles}
 
 
+class FastHistogram:
+    """Per-label latency buckets as plain lists (a prometheus ``Histogram`` child costs a
+    lock and a few calls per observation, too much per datagram)."""
+
+    __slots__ = ("bounds", "_data")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self._data: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe(self, label: str, value: float) -> None:
+        d = self._data.get(label)
+        if d is None:
+            d = self._data[label] = ([0] * (len(self.bounds) + 1), [0.0])
+        d[0][bisect_left(self.bounds, value)] += 1
+        d[1][0] += value
+
+    def snapshot(self) -> dict[str, tuple[list[tuple[str, float]], float]]:
+        """label -> (cumulative (le, count) buckets ending with +Inf, sum)."""
+        out: dict[str, tuple[list[tuple[str, float]], float]] = {}
+        for label, (counts, total) in self._data.items():
+            acc = 0
+            buckets: list[tuple[str, float]] = []
+            for le, c in zip((*map(repr, self.bounds), "+Inf"), counts, strict=True):
+                acc += c
+                buckets.append((le, float(acc)))
+            out[label] = (buckets, total[0])
+        return out
+
+
 class _DaemonCollector(Collector):
     """Exports the daemon's plain counters at scrape time."""
 
@@ -549,6 +577,14 @@ class _DaemonCollector(Collector):
         for k, v in sorted(d.unhandled.items()):
             un.add_metric([k], v)
         yield un
+        h = HistogramMetricFamily(
+            "lispnet_control_processing_seconds",
+            "Time to process one received control datagram (decode and engine), by dispatch key",
+            labels=["kind"],
+        )
+        for kind, (buckets, total) in sorted(d.latency.snapshot().items()):
+            h.add_metric([kind], buckets, total)
+        yield h
         yield CounterMetricFamily("lispnet_send_failures", "Datagrams that could not be sent", value=d.send_failures)
         yield CounterMetricFamily("lispnet_bugs", "Unexpected exceptions caught by the daemon (must stay 0)", value=d.bugs)
         yield CounterMetricFamily("lispnet_reloads", "Successful configuration reloads", value=d.reloads)

@@ -19,6 +19,7 @@ import errno
 import ipaddress
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -131,31 +132,45 @@ def make_udp_socket(local: Endpoint, reuse_port: bool = False, rcvbuf: int = 4 <
     return sock
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: UdpEndpoint) -> None:
-        self.owner = owner
+BatchCallback = Callable[[], None]
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner._received(data, addr)
+RECV_BATCH = 256
+"""Datagrams read per readiness callback before yielding to the loop."""
+RECV_SIZE = 65535
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable etc. for an earlier send: nothing to do for a
-        # connectionless control plane, but count it.
-        self.owner.send_errors += 1
-        log.debug("socket error on %s: %s", self.owner.local, exc)
+_ENDPOINT_CACHE_MAX = 8192
 
 
 class UdpEndpoint:
-    """One bound UDP socket on the event loop."""
+    """One bound, non-blocking UDP socket on the event loop.
 
-    def __init__(self, local: Endpoint, on_datagram: DatagramCallback) -> None:
+    The receive side is a tight loop (``loop.add_reader``): on readiness it calls
+    ``recvfrom`` until EAGAIN or :data:`RECV_BATCH` datagrams, hands each one to
+    ``on_datagram`` and then calls ``on_batch_end`` once, so the caller can drain its
+    engines and re-arm timers per batch instead of per datagram.  (The asyncio
+    ``DatagramProtocol`` path costs a transport, a protocol callback and an address
+    conversion per datagram.)  Sends go straight to ``sendto``; only when the socket
+    buffer is full (EAGAIN) are they queued and flushed from a writer callback.
+    """
+
+    def __init__(
+        self,
+        local: Endpoint,
+        on_datagram: DatagramCallback,
+        sock: socket.socket | None = None,
+        on_batch_end: BatchCallback | None = None,
+    ) -> None:
         self.local = local
         """Bound address and (actual) port."""
         self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
+        self.on_batch_end = on_batch_end
+        self.sock = sock
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.received = 0
         self.sent = 0
         self.send_errors = 0
+        self._backlog: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._peers: dict[tuple[Any, ...], Endpoint] = {}
 
     @classmethod
     async def open(
@@ -164,41 +179,121 @@ class UdpEndpoint:
         local: Endpoint,
         on_datagram: DatagramCallback,
         reuse_port: bool = False,
+        on_batch_end: BatchCallback | None = None,
+        sock: socket.socket | None = None,
     ) -> UdpEndpoint:
-        sock = make_udp_socket(local, reuse_port=reuse_port)
+        """Bind ``local`` (or adopt the bound ``sock``) and start reading."""
+        if sock is None:
+            sock = make_udp_socket(local, reuse_port=reuse_port)
         bound = sock.getsockname()
-        ep = cls(Endpoint(local.address, int(bound[1])), on_datagram)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(ep), sock=sock)
-        ep.transport = transport
+        ep = cls(Endpoint(local.address, int(bound[1])), on_datagram, sock, on_batch_end)
+        ep.loop = loop
+        loop.add_reader(sock.fileno(), ep._readable)
         return ep
 
     @property
     def family(self) -> int:
         return self.local.address.version
 
-    def _received(self, data: bytes, addr: Any) -> None:
-        self.received += 1
-        self.on_datagram(data, endpoint_of(addr), self.local)
+    @property
+    def transport(self) -> socket.socket | None:
+        """The socket while open (kept for callers that test ``transport is None``)."""
+        return self.sock
+
+    def _peer(self, addr: Any) -> Endpoint:
+        ep = self._peers.get(addr)
+        if ep is None:
+            if len(self._peers) >= _ENDPOINT_CACHE_MAX:
+                self._peers.clear()
+            ep = self._peers[addr] = endpoint_of(addr)
+        return ep
+
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        recv = sock.recvfrom
+        handler = self.on_datagram
+        local = self.local
+        n = 0
+        try:
+            while n < RECV_BATCH:
+                try:
+                    data, addr = recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as e:
+                    # ICMP errors reported on the socket for an earlier send: nothing to do
+                    # for a connectionless control plane, but count them.
+                    self.send_errors += 1
+                    log.debug("socket error on %s: %s", local, e)
+                    continue
+                n += 1
+                handler(data, self._peer(addr), local)
+                if self.sock is None:  # closed by the handler
+                    break
+        finally:
+            self.received += n
+            if n and self.on_batch_end is not None:
+                self.on_batch_end()
 
     def sendto(self, data: bytes, dst: Endpoint) -> bool:
-        """Queue ``data`` for ``dst``; False when the socket is closed or the family differs."""
-        if self.transport is None or self.transport.is_closing() or dst.address.version != self.family:
+        """Send ``data`` to ``dst``; False when the socket is closed or the family differs."""
+        sock = self.sock
+        if sock is None or dst.address.version != self.family:
             self.send_errors += 1
             return False
+        target = (str(dst.address), dst.port)
+        if self._backlog:
+            self._queue(data, target)
+            return True
         try:
-            self.transport.sendto(data, (str(dst.address), dst.port))
-        except OSError as e:  # pragma: no cover - asyncio normally reports via error_received
+            sock.sendto(data, target)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, target)
+            return True
+        except OSError as e:
             self.send_errors += 1
-            if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES):
+            if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.ECONNREFUSED):
                 log.debug("send to %s failed: %s", dst, e)
             return False
         self.sent += 1
         return True
 
+    def _queue(self, data: bytes, target: tuple[str, int]) -> None:
+        if len(self._backlog) >= 65536:
+            self.send_errors += 1
+            return
+        if not self._backlog and self.loop is not None and self.sock is not None:
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+        self._backlog.append((data, target))
+
+    def _writable(self) -> None:
+        sock = self.sock
+        while self._backlog and sock is not None:
+            data, target = self._backlog[0]
+            try:
+                sock.sendto(data, target)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.send_errors += 1
+            else:
+                self.sent += 1
+            self._backlog.popleft()
+        if self.loop is not None and sock is not None:
+            self.loop.remove_writer(sock.fileno())
+
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.remove_reader(sock.fileno())
+            if self._backlog:
+                self.loop.remove_writer(sock.fileno())
+        self._backlog.clear()
+        sock.close()
 
 
 def wildcard(version: int) -> IPAddr:
@@ -235,6 +330,7 @@ __all__ = [
     "MAP_REQUEST",
     "SHARED_EXTENSION",
     "UNKNOWN",
+    "BatchCallback",
     "DatagramCallback",
     "UdpEndpoint",
     "classify",
