@@ -86,6 +86,7 @@ from ..wire.errors import DecodeError
 from ..wire.prefix import EidPrefix
 from ..wire.records import EidRecord, LocatorRecord
 from .engine import CONTROL_PORT, Endpoint, Event, IPAddr, Send
+from .expiry import ExpiryBuckets
 from .fastpath import PeekedRequest, peek_map_request
 from .mapsys import (
     NEGATIVE_TTL_MIN,
@@ -102,7 +103,6 @@ from .mapsys import (
     msg_name,
 )
 from .ratelimit import TokenBucketLimiter
-from .timers import Timers
 
 _ECM_E_BYTE = 0x02  # E bit (0x02000000) in byte 0 of the ECM header
 _ECM_M_BYTE = 0x01  # M bit (0x01000000)
@@ -141,21 +141,19 @@ class MapServerConfig:
     """Bound on queued events between two ``poll_events``."""
 
 
-@dataclass(slots=True)
-class _Refresh:
-    """What an accepted Map-Register installed, to refresh it again without decoding.
+_Refresh = tuple[SitePolicy, SiteKey, tuple[tuple[Registration, "int | str", float], ...]]
+"""What an accepted Map-Register installed, to refresh it again without decoding:
+(site, key, ((installed registration, its registrant key, its lifetime in seconds), ...)).
 
-    Keyed by the register's bytes minus nonce and authentication data, plus its source:
-    an identical re-registration (the 60 s refresh) only needs its HMAC checked and the
-    installed registrations' expiry moved."""
+Keyed by the register's bytes minus nonce and authentication data, plus its source: an
+identical re-registration (the 60 s refresh) only needs its HMAC checked and the
+installed registrations' expiry moved.  A plain tuple: one per registered EID."""
 
-    site: SitePolicy
-    key: SiteKey
-    regs: list[tuple[Registration, int | str, float]]
-    """(installed registration, its registrant key, its lifetime in seconds)."""
-
-
-REFRESH_CACHE_MAX = 262_144
+REFRESH_CACHE_MIN = 262_144
+INTERN_MAX = 262_144
+"""Distinct shared locator sets / ETR addresses kept for interning."""
+NEGATIVE_FAST_MAX = 65_536
+"""Negative prefixes remembered by the request fast path before it starts over."""
 
 
 class MapServer:
@@ -175,14 +173,20 @@ class MapServer:
         """Every site's allowed EID-prefixes (rebuilt on site changes)."""
         self.registrations = RegistrationTable()
         """Registered and static prefixes."""
-        self.timers: Timers[tuple[EidPrefix, int | str]] = Timers()
-        """Expiry of every dynamic registration."""
+        self.expiry: ExpiryBuckets[Registration] = ExpiryBuckets()
+        """Expiry of every dynamic registration (refreshes only move ``expires_at``)."""
         self.counters = Counters()
         self._rejections: dict[tuple[str | None, str], Rejection] = {}
         self._sends: list[Send] = []
         self._events: list[Event] = []
         self._neg = NegativeReplyCache()
-        self._refresh: dict[tuple[bytes, Endpoint], _Refresh] = {}
+        self._refresh: dict[bytes, Registration | _Refresh] = {}
+        self._conf_version = 0
+        self._interned: dict[Any, Any] = {}
+        self._negfast: LpmTable[tuple[bytes, bool]] = LpmTable()
+        """Negative prefixes already answered -> (reply with nonce 0, inside a site?);
+        valid while neither the configured nor the registered prefix set changes."""
+        self._negfast_key = (-1, -1)
         c = self.config
         burst = c.map_request_burst if c.map_request_burst is not None else max(1.0, c.map_request_rate)
         self.limiter = TokenBucketLimiter(c.map_request_rate, burst, c.rate_limit_sources)
@@ -221,15 +225,11 @@ class MapServer:
         return out
 
     def next_deadline(self) -> float | None:
-        return self.timers.next_deadline()
+        return self.expiry.next_deadline()
 
     def on_timer(self, now: float) -> None:
         """Expire registrations that were not refreshed."""
-        for prefix, key in self.timers.due(now):
-            entry = self.registrations.get(prefix)
-            reg = entry.registrants.get(key) if entry is not None else None
-            if reg is None:
-                continue
+        for reg in self.expiry.due(now, self._installed):
             self._remove_registration(reg)
             self.counters.registrations["expired"] += 1
             self._emit(RegistrationExpired(reg.site, reg.prefix, _endpoint(reg), reg.xtr_id))
@@ -275,7 +275,20 @@ class MapServer:
     def _remove_registration(self, reg: Registration) -> None:
         fm, fp = self._site_flags(reg.site)
         self.registrations.remove(reg.prefix, reg.key, fm, fp)
-        self.timers.cancel((reg.prefix, reg.key))
+
+    def _installed(self, reg: Registration) -> bool:
+        entry = self.registrations.get(reg.prefix)
+        return entry is not None and entry.registrants.get(reg.key) is reg
+
+    def _intern(self, key: Any, value: Any) -> Any:
+        """One shared object per distinct locator set, ETR address and registrant key:
+        a million EIDs behind a few thousand ETRs keep a few thousand locator tuples."""
+        v = self._interned.get(key)
+        if v is None:
+            if len(self._interned) >= INTERN_MAX:
+                self._interned.clear()
+            v = self._interned[key] = value
+        return v
 
     def _rebuild_configured(self) -> None:
         t: LpmTable[list[tuple[SitePolicy, AllowedPrefix]]] = LpmTable()
@@ -287,47 +300,64 @@ class MapServer:
                 else:
                     lst.append((s, ap))
         self.configured = t
+        self._conf_version += 1
 
     # =================================================================== Map-Register
-    def _refresh_key(self, data: bytes, src: Endpoint) -> tuple[bytes, Endpoint] | None:
+    def _refresh_key(self, data: bytes) -> bytes | None:
         if len(data) < 16:
             return None
         body = 16 + int.from_bytes(data[14:16], "big")
         if body > len(data):
             return None
-        return (data[:4] + data[12:16] + data[body:], src)
+        return data[:4] + data[12:16] + data[body:]
 
-    def _try_refresh(self, data: bytes, ckey: tuple[bytes, Endpoint], src: Endpoint, now: float) -> bool:
+    def _try_refresh(self, data: bytes, ckey: bytes, src: Endpoint, now: float) -> bool:
         """Refresh an identical re-registration without decoding it; False = take the slow path."""
         hit = self._refresh.get(ckey)
         if hit is None:
             return False
-        site = hit.site
-        if self.sites.get(site.name) is not site or not site.enabled:
+        if isinstance(hit, Registration):
+            # the common single-record register: site, key, lifetime come from the registration
+            site = self.sites.get(hit.site) if hit.site is not None else None
+            skey = site.key_for(hit.key_id, hit.alg_id) if site is not None else None
+            if site is None or skey is None:
+                del self._refresh[ckey]
+                return False
+            regs: tuple[tuple[Registration, int | str, float], ...] = (
+                (hit, hit.key, hit.ttl * 60.0 if hit.use_ttl else self.config.registration_timeout_s),
+            )
+        else:
+            site, skey, regs = hit
+            if self.sites.get(site.name) is not site:
+                del self._refresh[ckey]
+                return False
+        if not site.enabled:
             del self._refresh[ckey]
             return False
-        for reg, rk, _ in hit.regs:
+        etr = regs[0][0].etr
+        if etr is None or etr[0] != src.address or etr[1] != src.port:
+            return False
+        for reg, rk, _ in regs:
             entry = self.registrations.get(reg.prefix)
             if entry is None or entry.registrants.get(rk) is not reg:
                 del self._refresh[ckey]
                 return False
-        if not verify_raw(data, hit.key.key):
+        if not verify_raw(data, skey.key):
             return False  # the slow path rejects it with the right reason
-        for reg, rk, life in hit.regs:
+        for reg, _rk, life in regs:
             reg.last_registered = now
             reg.registrations += 1
-            reg.expires_at = now + life
-            self.timers.schedule((reg.prefix, rk), reg.expires_at)
-        self.counters.registrations["accepted"] += len(hit.regs)
+            reg.expires_at = now + life  # the expiry buckets notice when they come due
+        self.counters.registrations["accepted"] += len(regs)
         if data[3] and data[2] & 0x01:  # M bit: acknowledge
             first = (MessageType.MAP_NOTIFY << 28) | (
                 _MNOT_I if self.config.notify_xtr_id_flagged and data[0] & 0x02 else 0
             ) | data[3]
-            self._send(sign_raw(first.to_bytes(4, "big") + data[4:], hit.key.key), src, "map-notify")
+            self._send(sign_raw(first.to_bytes(4, "big") + data[4:], skey.key), src, "map-notify")
         return True
 
     def _on_map_register(self, data: bytes, src: Endpoint, now: float) -> None:
-        ckey = self._refresh_key(data, src)
+        ckey = self._refresh_key(data)
         if ckey is not None and self._try_refresh(data, ckey, src, now):
             return
         msg = parse_control(data)
@@ -375,7 +405,7 @@ class MapServer:
         accepted: list[EidRecord] = []
         installed: list[tuple[Registration, int | str, float]] = []
         cacheable = True
-        etr = (src.address, src.port)
+        etr = self._intern(("etr", src), (src.address, src.port))
         fm, fp = site.force_merge, site.proxy_reply
         timeout = self.config.registration_timeout_s
         for rec, p in zip(msg.records, prefixes, strict=True):
@@ -390,6 +420,8 @@ class MapServer:
                 continue
             accepted.append(rec)
             rkey = registrant_key(msg.xtr_id, etr)
+            if isinstance(rkey, str):
+                rkey = self._intern(rkey, rkey)
             if rec.ttl == 0:  # RFC 9301 section 8.2: TTL 0 withdraws
                 cacheable = False
                 entry = self.registrations.get(p)
@@ -411,7 +443,7 @@ class MapServer:
             reg = Registration(
                 prefix=p,
                 site=site.name,
-                locators=rec.locators,
+                locators=self._intern(rec.locators, rec.locators),
                 ttl=rec.ttl,
                 etr=etr,
                 xtr_id=msg.xtr_id,
@@ -428,8 +460,8 @@ class MapServer:
                 last_registered=now,
                 expires_at=now + life,
             )
-            _, prev, changed = self.registrations.upsert(reg, fm, fp)
-            self.timers.schedule((p, rkey), reg.expires_at)
+            _, prev, changed = self.registrations.upsert(reg, fm, fp, key=rkey)
+            self.expiry.add(reg)
             installed.append((reg, rkey, life))
             self.counters.registrations["accepted"] += 1
             if changed:
@@ -437,9 +469,11 @@ class MapServer:
                 self._emit(SiteRegistered(site.name, p, src, msg.xtr_id, rec.locators, prev is None))
 
         if cacheable and ckey is not None and installed and len({r.prefix for r, _, _ in installed}) == len(installed):
-            if len(self._refresh) >= REFRESH_CACHE_MAX:
+            if len(self._refresh) >= max(REFRESH_CACHE_MIN, self.config.max_registrations):
                 self._refresh.clear()
-            self._refresh[ckey] = _Refresh(site, key, installed)
+            reg0 = installed[0][0]
+            single = len(installed) == 1 and site.key_for(reg0.key_id, reg0.alg_id) is key
+            self._refresh[ckey] = reg0 if single else (site, key, tuple(installed))
         if msg.want_map_notify and accepted:
             self._send(self._map_notify(data, msg, accepted, key), src, "map-notify")
 
@@ -540,8 +574,21 @@ class MapServer:
             self._send(bytes((b0,)) + raw_ecm[1:], Endpoint(etr, CONTROL_PORT), "ecm")
             self.counters.requests["forwarded-to-etr"] += 1
             return True
-        addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
-        self._negative(EidPrefix(p.iid, addr, p.mask_len), p.nonce, reply_to)
+        # Negative: every EID inside an answered negative prefix gets the same answer
+        # (it is the least-specific prefix overlapping nothing), so look it up first.
+        key = (self.registrations.version, self._conf_version)
+        if key != self._negfast_key or len(self._negfast) >= NEGATIVE_FAST_MAX:
+            self._negfast = LpmTable()
+            self._negfast_key = key
+        hit = self._negfast.lookup_int(p.iid, p.afi, p.eid, p.mask_len)
+        if hit is None:
+            addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
+            neg, ttl, action, unregistered = self._negative_for(EidPrefix(p.iid, addr, p.mask_len))
+            hit = (self._neg.reply(0, neg, ttl, action), unregistered)
+            self._negfast.insert(neg, hit)
+        tmpl, unregistered = hit
+        self.counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
+        self._send(tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], reply_to, "map-reply")
         return True
 
     def handle_map_request(
@@ -606,19 +653,21 @@ class MapServer:
 
     def _negative(self, eid: EidPrefix, nonce: int, reply_to: Endpoint) -> None:
         """Negative Map-Reply: 1 minute inside a configured prefix, else 15 (spec 11.3, 11.4)."""
+        neg, ttl, action, unregistered = self._negative_for(eid)
+        self.counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
+        self._send(self._neg.reply(nonce, neg, ttl, action), reply_to, "map-reply")
+
+    def _negative_for(self, eid: EidPrefix) -> tuple[EidPrefix, int, Action, bool]:
+        """(negative prefix, TTL, action, inside a configured prefix) for an unregistered EID."""
         tables = (self.configured, self.registrations.table)
         hit = self.configured.longest_match(eid)
         if hit is not None:
             conf_prefix, lst = hit
             site = lst[0][0]
             neg = negative_prefix(eid, tables, lower_bound=conf_prefix.mask_len)
-            ttl, action = self.config.unregistered_ttl, site.unregistered_action
-            self.counters.requests["negative-unregistered"] += 1
-        else:
-            neg = negative_prefix(eid, tables)
-            ttl, action = self.config.negative_ttl, self.config.negative_action
-            self.counters.requests["negative-non-eid"] += 1
-        self._send(self._neg.reply(nonce, neg, ttl, action), reply_to, "map-reply")
+            return neg, self.config.unregistered_ttl, site.unregistered_action, True
+        neg = negative_prefix(eid, tables)
+        return neg, self.config.negative_ttl, self.config.negative_action, False
 
     def _proxy_reply(self, entry: RegisteredPrefix, nonce: int) -> bytes:
         tmpl = entry.reply_cache

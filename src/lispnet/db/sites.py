@@ -442,12 +442,15 @@ class RegistrationTable:
     free of engine imports.
     """
 
-    __slots__ = ("table", "_count")
+    __slots__ = ("table", "_count", "version")
 
     def __init__(self) -> None:
         self.table: LpmTable[RegisteredPrefix] = LpmTable()
         """Prefix -> :class:`RegisteredPrefix`."""
         self._count = 0
+        self.version = 0
+        """Bumped whenever a prefix is added or removed (not on content changes): caches
+        derived from the set of prefixes, like negative replies, compare it."""
 
     def __len__(self) -> int:
         """Number of registrations (registrants summed over prefixes)."""
@@ -465,7 +468,11 @@ class RegistrationTable:
         return self.table.lookup(eid)
 
     def upsert(
-        self, reg: Registration, force_merge: bool = False, force_proxy: bool | None = None
+        self,
+        reg: Registration,
+        force_merge: bool = False,
+        force_proxy: bool | None = None,
+        key: RegistrantKey | None = None,
     ) -> tuple[RegisteredPrefix, Registration | None, bool]:
         """Install or refresh ``reg``.  Returns (entry, previous registration, changed).
 
@@ -476,7 +483,9 @@ class RegistrationTable:
         if entry is None:
             entry = RegisteredPrefix(reg.prefix, reg.site)
             self.table.insert(reg.prefix, entry)
-        key = reg.key
+            self.version += 1
+        if key is None:
+            key = reg.key
         prev = entry.registrants.get(key)
         if prev is not None:
             reg.first_registered = prev.first_registered
@@ -505,6 +514,7 @@ class RegistrationTable:
             entry.recompute(force_merge, force_proxy)
         else:
             self.table.delete(prefix)
+            self.version += 1
         return reg
 
     def site_registrations(self, site: str) -> list[Registration]:
