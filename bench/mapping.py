@@ -227,7 +227,7 @@ def build_registers(n: int) -> list[bytes]:
     return out
 
 
-def load_registrations(port: int, regs: list[bytes], window: int = 64) -> dict[str, Any]:
+def load_registrations(port: int, regs: list[bytes], window: int = 256) -> dict[str, Any]:
     """Register every EID, ``window`` outstanding; every Map-Notify releases one."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -309,11 +309,12 @@ def build_requests(eids: list[int], kinds: list[int], *socks: socket.socket) -> 
     return rs
 
 
-def sender(port: int, templates: list[bytes], duration: float, rate: float, q: Any, nonce_at: int | None) -> None:
+def sender(port: int, templates: list[bytes], duration: float, rate: float, q: Any, nonce_at: int | None,
+           socks: list[socket.socket] | None = None) -> None:
     """Send ``templates`` round robin for ``duration`` s (``rate`` per s, 0 = as fast as
     possible) from several sockets; splice the send time (ns) into the nonce."""
-    socks = []
-    for _ in range(CLIENT_SOCKETS):
+    socks = list(socks or ())
+    for _ in range(CLIENT_SOCKETS if not socks else 0):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         s.bind((LOOP, 0))
@@ -431,7 +432,7 @@ def wait_idle(pid: int, timeout: float = 60.0) -> None:
 
 def blast(
     port: int, pid: int, templates: list[bytes], socks: list[socket.socket], duration: float, rate: float,
-    nonce_at: int | None, want_type: int,
+    nonce_at: int | None, want_type: int, send_socks: list[socket.socket] | None = None,
 ) -> dict[str, Any]:
     wait_idle(pid)
     ctx = mp.get_context("fork")
@@ -441,7 +442,7 @@ def blast(
     rx.start()
     time.sleep(0.2)
     cpu0 = cpu_seconds(pid)
-    tx = ctx.Process(target=sender, args=(port, templates, duration, rate, q, nonce_at))
+    tx = ctx.Process(target=sender, args=(port, templates, duration, rate, q, nonce_at, send_socks))
     tx.start()
     results = [q.get(), q.get()]
     tx.join()
@@ -491,8 +492,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 s.bind((LOOP, 0))
             # refresh: the same Map-Registers again; Map-Notifies come back to the sender's
             # sockets, so count them on the daemon side instead: accepted = stats delta
-            res["refresh"] = refresh(d, regs, args.duration)
-            print(f"[{n}] refresh: {res['refresh']}", file=sys.stderr)
+            res["refresh"] = refresh(d, regs, args)
+            print(f"[{n}] refresh: {res['refresh']['accepted_per_s']:,.0f}/s", file=sys.stderr)
 
             rng = random.Random(1)
             m = min(TEMPLATES, n)
@@ -517,7 +518,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-RATES = (5_000, 10_000, 20_000, 40_000, 80_000, 120_000, 160_000, 240_000)
+RATES = (5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 160_000)
 
 
 def ramp(d: Daemon, templates: list[bytes], socks: list[socket.socket], args: argparse.Namespace,
@@ -550,61 +551,28 @@ def daemon_stats(d: Daemon) -> dict[str, Any]:
         return {"error": str(e)}
 
 
-def refresh(d: Daemon, regs: list[bytes], duration: float) -> dict[str, Any]:
-    """Blast identical re-registrations; Map-Notifies go back to the sending sockets, so a
-    receiver on those sockets counts them."""
-    wait_idle(d.proc.pid)
-    ctx = mp.get_context("fork")
-    q: Any = ctx.Queue()
+def refresh(d: Daemon, regs: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
+    """Identical re-registrations at rising paced rates; the Map-Notifies come back to the
+    sending sockets, where the receiver counts them (accepted = notified)."""
     socks = []
     for _ in range(CLIENT_SOCKETS):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         s.bind((LOOP, 0))
         socks.append(s)
-    stop_at = time.monotonic_ns() + int((duration + 1.5) * 1e9)
-    rx = ctx.Process(target=receiver, args=(socks, stop_at, q, None, 4))
-    rx.start()
-    time.sleep(0.2)
-    cpu0 = cpu_seconds(d.proc.pid)
-    tx = ctx.Process(target=_refresh_sender, args=(d.port, regs, socks, duration, q))
-    tx.start()
-    results = [q.get(), q.get()]
-    tx.join()
-    rx.join()
-    cpu1 = cpu_seconds(d.proc.pid)
+    steps = []
+    for rate in RATES:
+        r = blast(d.port, d.proc.pid, regs, socks, args.duration, rate, None, 4, send_socks=socks)
+        r["target_per_s"] = rate
+        steps.append(r)
+        print(f"[refresh] {rate:>7,}/s: offered {r['offered_per_s']:,.0f} accepted {r['answered_per_s']:,.0f} "
+              f"cpu {r['daemon_cpu_s']:.2f}s", file=sys.stderr)
+        if r["answered_per_s"] < 0.9 * r["offered_per_s"] or r["offered_per_s"] < 0.9 * rate:
+            break
     for s in socks:
         s.close()
-    s_ = next(r for r in results if "sent" in r)
-    r = next(r for r in results if "times" in r)
-    secs = (s_["t1"] - s_["t0"]) / 1e9
-    in_window = [t for t in r["times"] if s_["t0"] <= t <= s_["t1"]]
-    return {
-        "offered_per_s": s_["sent"] / secs,
-        "accepted_per_s": len(in_window) / secs,
-        "accepted_total": len(r["times"]),
-        "daemon_cpu_s": cpu1 - cpu0,
-        "seconds": secs,
-    }
-
-
-def _refresh_sender(port: int, regs: list[bytes], socks: list[socket.socket], duration: float, q: Any) -> None:
-    dst = (LOOP, port)
-    sends = [s.sendto for s in socks]
-    ns, nr = len(sends), len(regs)
-    mono = time.monotonic_ns
-    t0 = mono()
-    end = t0 + int(duration * 1e9)
-    sent = errors = i = 0
-    while mono() < end:
-        for _ in range(64):
-            try:
-                sends[i % ns](regs[i % nr], dst)
-            except OSError:
-                errors += 1
-            i += 1
-        sent += 64
-    q.put({"sent": sent, "errors": errors, "t0": t0, "t1": mono()})
+    best = max(steps, key=lambda r: r["answered_per_s"])
+    return {"offered_per_s": best["offered_per_s"], "accepted_per_s": best["answered_per_s"], "steps": steps}
 
 
 def table(results: list[dict[str, Any]]) -> str:
