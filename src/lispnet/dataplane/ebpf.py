@@ -11,14 +11,28 @@ interfaces (ETR).  This module loads the pre-built object with libbpf (ctypes, s
 * ``set_instances`` fills ``eid_ifaces`` (ifindex -> instance-id, for encapsulation) and
   ``instances`` (instance-id -> interface and routing table, for decapsulation).  An
   instance interface may be a VRF: its slaves become the EID-facing interfaces and its
-  table receives the decapsulated packets.
+  table receives the decapsulated packets.  A plain interface gets a routing table of
+  our own (``table_base`` + n) holding its connected prefixes, so two instances may use
+  the same EID prefixes (the lab adds LAN addresses without prefix routes); an empty
+  interface name (a PITR without a LAN) means the main table.
 * ``set_local_rlocs`` fills ``local_rlocs`` (decapsulation targets) and ``config`` (the
   outer source per family and the site's locator-status-bits).
-* misses come back through a ring buffer (one event per destination per 100 ms) read
-  on the daemon's event loop (``add_reader`` on the ring's epoll fd) or, without a
-  running loop, by a reader thread; each becomes a :class:`~.base.Miss`.
-* ``stats`` sums the per-CPU counters; ``stop`` detaches the filters, removes the
-  clsact qdiscs it created and closes the object, which frees programs and maps.
+* misses come back through a ring buffer (one event per destination per 100 ms, with
+  up to 1536 bytes of the packet) read on the daemon's event loop (``add_reader`` on the
+  ring's epoll fd) or, without a running loop, by a reader thread; each becomes a
+  :class:`~.base.Miss`.  The ITR queues the packet while it resolves and hands it back
+  through ``inject``, which encapsulates it in user space (UDP 4341 from our RLOC), so
+  the first packet of a flow is not lost.
+* ``stats`` sums the per-CPU counters (also under the TUN backend's names:
+  ``encap.packets``, ``encap.packets.<rloc>``, ``drop.<reason>`` ...); ``stop`` detaches
+  the filters, removes the clsact qdiscs and routing tables it created and closes the
+  object, which frees programs and maps.  ``start`` first removes filters a killed
+  predecessor left behind (same handle and priorities).
+
+Every pyroute2 call runs on a short-lived thread (:func:`.libbpf.run_in_netns`):
+pyroute2 0.9 cannot be used from a thread whose asyncio loop is running, and the
+daemon calls us on its loop.  ``install``/``remove`` need no netlink at all (one
+``bpf(2)`` syscall each).
 
 The programs use the same RLOC choice as the user-space path (``encap.choose_locator``):
 best priority among up locators (255 = unusable), weighted by the flow hash.
@@ -29,9 +43,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import struct
 import threading
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -42,6 +58,7 @@ from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from . import libbpf
 from .base import FwdEntry, FwdLocator, IPAddr, Miss, MissCallback
+from .encap import DATA_PORT, choose_locator, lisp_header
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +76,11 @@ ACT_DROP = 3
 
 CFG_MISS_PASS = 1
 CFG_LSB_VALID = 2
+
+TABLE_BASE = 0x4D00
+"""First routing table of the instances on plain (non-VRF) interfaces."""
+RTPROT_LISPNET = 76
+MISS_COPY = 1536
 
 #: Counter names in the order of the C enum (``C_ENCAPSULATED`` ...).
 COUNTERS: tuple[str, ...] = (
@@ -87,7 +109,9 @@ _CONFIG = struct.Struct("=IIIBB2x4s16s")
 _U32 = struct.Struct("=I")
 _PAIR = struct.Struct("=II")
 _RLOC_KEY = struct.Struct("=B3x16s")
-_MISS_EVENT = struct.Struct("=IBxH16s16s128s")
+_MISS_EVENT = struct.Struct(f"=IBxH16s16s{MISS_COPY}s")
+_RLOC_STAT_KEY = struct.Struct("=BB2x16s")
+_RLOC_STAT = struct.Struct("=QQ")
 ENTRY_SIZE = _ENTRY_HEAD.size + MAX_RLOCS * _RLOC.size
 
 
@@ -152,10 +176,20 @@ def rloc_key(addr: IPAddr) -> bytes:
 
 
 def parse_miss_event(data: bytes) -> Miss:
+    """A ring-buffer record as a Miss; the packet is empty unless it was copied whole."""
     iid, family, length, src, dst, pkt = _MISS_EVENT.unpack_from(data)
+    pkt = pkt[:length]
+    if len(pkt) >= 20 and pkt[0] >> 4 == 4:
+        whole = int.from_bytes(pkt[2:4], "big")
+    elif len(pkt) >= 40 and pkt[0] >> 4 == 6:
+        whole = 40 + int.from_bytes(pkt[4:6], "big")
+    else:
+        whole = -1
+    if whole != len(pkt):
+        pkt = b""  # truncated: the ITR must not queue (and later send) half a packet
     if family == 4:
-        return Miss(iid, IPv4Address(src[:4]), IPv4Address(dst[:4]), pkt[:length])
-    return Miss(iid, IPv6Address(src), IPv6Address(dst), pkt[:length])
+        return Miss(iid, IPv4Address(src[:4]), IPv4Address(dst[:4]), pkt)
+    return Miss(iid, IPv6Address(src), IPv6Address(dst), pkt)
 
 
 # --- interfaces -------------------------------------------------------------------------------
@@ -174,7 +208,10 @@ def _attr(msg: Any, name: str) -> Any:
     return msg.get_attr(name) if hasattr(msg, "get_attr") else None
 
 
-def _resolve_instance(ipr: Any, iid: int, ifname: str) -> _Instance:
+def _resolve_instance(ipr: Any, iid: int, ifname: str, own_table: int) -> _Instance:
+    """Where instance ``iid`` lives; a plain interface gets ``own_table`` (filled by the caller)."""
+    if not ifname:
+        return _Instance(iid, 0, 0, ())
     found = ipr.link_lookup(ifname=ifname)
     if not found:
         raise ValueError(f"instance-id {iid}: no interface {ifname}")
@@ -187,7 +224,45 @@ def _resolve_instance(ipr: Any, iid: int, ifname: str) -> _Instance:
         table = int(data.get_attr("IFLA_VRF_TABLE")) if data is not None else 0
         slaves = tuple(int(lk["index"]) for lk in ipr.get_links() if _attr(lk, "IFLA_MASTER") == ifindex)
         return _Instance(iid, ifindex, table, slaves)
-    return _Instance(iid, ifindex, 0, (ifindex,))
+    return _Instance(iid, ifindex, own_table, (ifindex,))
+
+
+def _fill_table(ipr: Any, table: int, ifindex: int) -> None:
+    """Flush ``table`` and give it the connected prefixes of ``ifindex``."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for route in ipr.get_routes(family=family, table=table):
+            try:
+                ipr.route("del", family=family, table=table, dst=route.get_attr("RTA_DST"), dst_len=route["dst_len"])
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+    for msg in ipr.get_addr(index=ifindex):
+        addr = str(_attr(msg, "IFA_ADDRESS") or "")
+        if not addr or addr.startswith("fe80"):
+            continue
+        import ipaddress
+
+        net = ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}").network
+        family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+        ipr.route(
+            "replace", family=family, dst=str(net.network_address), dst_len=net.prefixlen, oif=ifindex,
+            table=table, proto=RTPROT_LISPNET, scope=253,
+        )  # fmt: skip
+    # Without a default the kernel's FIB reports "not forwarded" for any other
+    # destination, which the programs read as local; unreachable makes it a miss.
+    for family, dst in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        ipr.route("replace", family=family, dst=dst, dst_len=0, table=table, type=7, proto=RTPROT_LISPNET)
+
+
+def _flush_tables(ipr: Any, tables: list[int]) -> None:
+    for table in tables:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for route in ipr.get_routes(family=family, table=table):
+                try:
+                    ipr.route(
+                        "del", family=family, table=table, dst=route.get_attr("RTA_DST"), dst_len=route["dst_len"]
+                    )
+                except Exception:  # noqa: BLE001
+                    pass
 
 
 def _ifaces_with(ipr: Any, addrs: Iterable[IPAddr]) -> list[int]:
@@ -215,6 +290,7 @@ class EbpfDataplane:
         object_path: str | Path | None = None,
         miss_to_stack: bool = False,
         underlay_table: int = 0,
+        table_base: int = TABLE_BASE,
     ) -> None:
         """``rloc_ifaces``: where to attach decapsulation (default: the interfaces holding a
         local RLOC).  ``netns``: the network namespace the interfaces live in (default:
@@ -226,6 +302,10 @@ class EbpfDataplane:
         self._object_path = Path(object_path) if object_path else OBJECT_PATH
         self._miss_to_stack = miss_to_stack
         self._underlay_table = underlay_table
+        self._table_base = table_base
+        self._own_tables: set[int] = set()
+        self._tx: dict[int, socket.socket] = {}
+        self._injected = [0, 0]
         self._obj: libbpf.BpfObject | None = None
         self._maps: dict[str, libbpf.BpfMap] = {}
         self._on_miss: MissCallback | None = None
@@ -267,7 +347,11 @@ class EbpfDataplane:
                 "instances": libbpf.BpfMap(fd("instances"), "instances", 4, 8),
                 "local_rlocs": libbpf.BpfMap(fd("local_rlocs"), "local_rlocs", _RLOC_KEY.size, 1),
                 "counters": libbpf.BpfMap(fd("counters"), "counters", 4, 8, per_cpu=True),
+                "rloc_stats": libbpf.BpfMap(
+                    fd("rloc_stats"), "rloc_stats", _RLOC_STAT_KEY.size, _RLOC_STAT.size, per_cpu=True
+                ),
             }
+            self._remove_stale_filters()
             self._write_config()
             self._apply_rlocs()
             self._apply_instances()
@@ -300,6 +384,15 @@ class EbpfDataplane:
         self._attached.clear()
         self._created_hooks.clear()
         self._resolved.clear()
+        if self._own_tables:
+            try:
+                libbpf.run_in_netns(self._netns, _with_ipr, _flush_tables, sorted(self._own_tables))
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up
+                log.warning("flushing instance tables: %s", exc)
+            self._own_tables.clear()
+        for sock in self._tx.values():
+            sock.close()
+        self._tx.clear()
         if self._obj is not None:
             self._obj.close()
             self._obj = None
@@ -336,6 +429,7 @@ class EbpfDataplane:
 
     # --- introspection ---------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
+        """The kernel counters, plus the same facts under the TUN backend's names."""
         out = dict.fromkeys(COUNTERS, 0)
         counters = self._maps.get("counters")
         if counters is None:
@@ -344,7 +438,86 @@ class EbpfDataplane:
             raw = counters.lookup(_U32.pack(idx))
             if raw:
                 out[name] = sum(v for (v,) in struct.iter_unpack("=Q", raw))
+        out["encap.packets"] = out["encapsulated"] + self._injected[0]
+        out["encap.bytes"] = out["encap_bytes"] + self._injected[1]
+        out["decap.packets"] = out["decapsulated"]
+        out["decap.bytes"] = out["decap_bytes"]
+        out["native.packets"] = out["native_forwarded"]
+        out["injected.packets"] = self._injected[0]
+        for name in COUNTERS:
+            if name.startswith("drop_") and out[name]:
+                out["drop." + name[5:].replace("_", "-")] = out[name]
+        rloc_stats = self._maps.get("rloc_stats")
+        if rloc_stats is not None:
+            for key in rloc_stats.keys():
+                raw = rloc_stats.lookup(key)
+                if raw is None:
+                    continue
+                fam, direction, addr = _RLOC_STAT_KEY.unpack(key)
+                rloc: IPAddr = IPv4Address(addr[:4]) if fam == 4 else IPv6Address(addr)
+                packets = sum(p for p, _ in _RLOC_STAT.iter_unpack(raw))
+                nbytes = sum(b for _, b in _RLOC_STAT.iter_unpack(raw))
+                what = "encap" if direction == 0 else "decap"
+                out[f"{what}.packets.{rloc}"] = out.get(f"{what}.packets.{rloc}", 0) + packets
+                out[f"{what}.bytes.{rloc}"] = out.get(f"{what}.bytes.{rloc}", 0) + nbytes
         return out
+
+    # --- the first packets: sent from user space once resolved ----------------------------------
+    def inject(self, iid: int, packet: bytes) -> None:
+        """Encapsulate a packet the ITR held during resolution and send it (UDP 4341).
+
+        The kernel path would do the same with the entry now installed; doing it here
+        avoids re-entering the packet into an interface's ingress.
+        """
+        if len(packet) < 20 or packet[0] >> 4 not in (4, 6):
+            return
+        if packet[0] >> 4 == 4:
+            dst: IPAddr = IPv4Address(packet[16:20])
+        elif len(packet) >= 40:
+            dst = IPv6Address(packet[24:40])
+        else:
+            return
+        entry = self._match(iid, dst)
+        if entry is None or not entry.locators:
+            return
+        locs = [(r.priority, r.weight, r.up and self._has_source(r.address)) for r in entry.locators]
+        idx = choose_locator(locs, zlib.crc32(packet[:40]))
+        if idx is None:
+            return
+        rloc = entry.locators[idx].address
+        try:
+            sock = self._tx_socket(rloc.version)
+            sock.sendto(lisp_header(secrets.randbits(24), iid, self._lsb if self._rlocs else None) + packet,
+                        (str(rloc), DATA_PORT))
+        except OSError as exc:
+            log.debug("inject to %s: %s", rloc, exc)
+            return
+        self._injected[0] += 1
+        self._injected[1] += len(packet)
+
+    def _match(self, iid: int, dst: IPAddr) -> FwdEntry | None:
+        best: FwdEntry | None = None
+        for prefix, entry in self._entries.items():
+            if prefix.iid == iid and prefix.contains_address(dst) and (
+                best is None or prefix.mask_len > best.prefix.mask_len
+            ):
+                best = entry
+        return best
+
+    def _has_source(self, rloc: IPAddr) -> bool:
+        return any(a.version == rloc.version for a in self._rlocs)
+
+    def _tx_socket(self, version: int) -> socket.socket:
+        sock = self._tx.get(version)
+        if sock is None:
+            family = socket.AF_INET if version == 4 else socket.AF_INET6
+            src = next(a for a in self._rlocs if a.version == version)
+            with libbpf.netns(self._netns):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.bind((str(src), 0))
+            sock.setblocking(False)
+            self._tx[version] = sock
+        return sock
 
     def lookup(self, prefix: EidPrefix) -> tuple[int, list[tuple[IPAddr, int, int, bool]]] | None:
         """The kernel's entry for exactly ``prefix`` (action, locators), or None."""
@@ -387,23 +560,30 @@ class EbpfDataplane:
                 m.delete(key)
         for key in wanted:
             m.update(key, b"\x01")
-        with libbpf.netns(self._netns):
-            if self._rloc_ifnames is not None:
+        if self._rloc_ifnames is not None:
+            with libbpf.netns(self._netns):
                 ifindexes = [socket_ifindex(name) for name in self._rloc_ifnames]
-            else:
-                from pyroute2 import IPRoute
-
-                with IPRoute() as ipr:
-                    ifindexes = _ifaces_with(ipr, self._rlocs)
+        else:
+            ifindexes = libbpf.run_in_netns(self._netns, _with_ipr, _ifaces_with, list(self._rlocs))
+        with libbpf.netns(self._netns):
             prog = self._program("lisp_decap")
             for ifindex in ifindexes:
                 self._attach(ifindex, prog, DECAP_PRIORITY)
 
-    def _apply_instances(self) -> None:
-        from pyroute2 import IPRoute
+    def _resolve_instances(self, ipr: Any) -> dict[int, _Instance]:
+        """(netlink thread) Resolve the instances and fill the tables of plain interfaces."""
+        resolved: dict[int, _Instance] = {}
+        for n, (iid, name) in enumerate(sorted(self._instances.items())):
+            inst = _resolve_instance(ipr, iid, name, self._table_base + n)
+            if name and inst.table == self._table_base + n:
+                _fill_table(ipr, inst.table, inst.ifindex)
+                self._own_tables.add(inst.table)
+            resolved[iid] = inst
+        return resolved
 
-        with libbpf.netns(self._netns), IPRoute() as ipr:
-            resolved = {iid: _resolve_instance(ipr, iid, name) for iid, name in self._instances.items()}
+    def _apply_instances(self) -> None:
+        resolved = libbpf.run_in_netns(self._netns, _with_ipr, self._resolve_instances)
+        with libbpf.netns(self._netns):
             eid_map = self._maps["eid_ifaces"]
             inst_map = self._maps["instances"]
             wanted_eid = {
@@ -426,6 +606,18 @@ class EbpfDataplane:
                 eid_map.update(_U32.pack(ifindex), _PAIR.pack(iid, table))
                 self._attach(ifindex, prog, ENCAP_PRIORITY)
         self._resolved = resolved
+
+    def _remove_stale_filters(self) -> None:
+        """Detach filters a killed predecessor left on any interface of the namespace."""
+        with libbpf.netns(self._netns):
+            for ifindex, _name in socket.if_nameindex():
+                for prio in (ENCAP_PRIORITY, DECAP_PRIORITY):
+                    try:
+                        if libbpf.tc_detach(ifindex, handle=TC_HANDLE, priority=prio):
+                            log.info("removed a stale eBPF filter from ifindex %d", ifindex)
+                            self._created_hooks.add(ifindex)
+                    except OSError:
+                        pass
 
     def _program(self, name: str) -> int:
         assert self._obj is not None
@@ -490,6 +682,14 @@ class EbpfDataplane:
         if self._ring is not None:
             self._ring.free()
             self._ring = None
+
+
+def _with_ipr(fn: Any, *args: Any) -> Any:
+    """Call ``fn(ipr, *args)`` with a fresh IPRoute (on a netlink thread)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return fn(ipr, *args)
 
 
 def socket_ifindex(name: str) -> int:

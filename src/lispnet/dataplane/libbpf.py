@@ -15,9 +15,11 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Any, TypeVar
 
 c_void_p = ctypes.c_void_p
 c_int = ctypes.c_int
@@ -35,6 +37,8 @@ BPF_TC_EGRESS = 2
 BPF_TC_F_REPLACE = 1
 
 CLONE_NEWNET = 0x40000000
+
+T = TypeVar("T")
 
 
 class BpfError(OSError):
@@ -354,3 +358,29 @@ def netns(name: str | None) -> Iterator[None]:
             _setns(own)
     finally:
         os.close(own)
+
+
+def run_in_netns(name: str | None, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on a fresh thread inside namespace ``name`` and return its result.
+
+    pyroute2 0.9 drives netlink with asyncio internally, so its synchronous API cannot
+    run on a thread whose event loop is already running (the daemon's); the kernel
+    backends do their pyroute2 work through this.  The thread's own namespace switch
+    leaves the caller's untouched.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with netns(name):
+                result.append(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            error.append(e)
+
+    t = threading.Thread(target=run, name="lispnet-netlink")
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]

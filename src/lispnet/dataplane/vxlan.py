@@ -30,15 +30,17 @@ tables and neighbours.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import select
 import socket
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address, ip_interface
+from typing import Any, TypeVar
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, nla
 from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_NEWROUTE
@@ -46,7 +48,9 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
-from .base import FwdEntry, FwdLocator, IPAddr, MissCallback
+from .base import FwdEntry, FwdLocator, IPAddr, Miss, MissCallback
+from .libbpf import netns, run_in_netns
+from .netlink import create_tun
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,13 @@ ROUTER_MAC = "02:4c:49:53:50:01"
 """The fixed router MAC of plain-VXLAN devices (the same on every node)."""
 GATEWAY4 = "169.254.76.1"
 GATEWAY6 = "fe80::4c:1"
+
+PUNT_PREFIX = "lispm"
+"""Miss TUN of an instance: ``lispm<iid>``, behind the instance table's default route."""
+PUNT_LIMIT = 32
+"""Packets per destination handed to the ITR until the table changes."""
+MISS_METRIC = 0xFFFF
+T = TypeVar("T")
 
 PORTS = {"vxlan-gpe": 4790, "vxlan": 4789}
 DEVICES = {"vxlan-gpe": "lisp-gpe0", "vxlan": "lisp-vxl0"}
@@ -200,22 +211,40 @@ class VxlanDataplane:
         self._tables: set[int] = set()
         self._running = False
         self._seq = 0
+        # misses: one TUN per instance behind the instance table's default route
+        self._on_miss: MissCallback | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._punt_fds: dict[int, int] = {}
+        self._punted: dict[tuple[int, bytes], int] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._counts = {"misses": 0, "miss-rate-limited": 0, "injected": 0}
+
+    @property
+    def rx_device(self) -> str:
+        """The device decapsulated packets arrive on (the macvlan for plain VXLAN)."""
+        return self.device if self._gpe else self.router_device
+
+    def punt_device(self, iid: int) -> str:
+        return f"{PUNT_PREFIX}{iid}"
 
     # --- plumbing -----------------------------------------------------------------------------
-    @contextmanager
-    def _ipr(self) -> Iterator[Any]:
-        from pyroute2 import IPRoute
+    def _nl(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(ipr, *args)`` with a pyroute2 handle on a netlink thread in our namespace.
 
-        ipr = IPRoute(netns=self._netns) if self._netns else IPRoute()
-        try:
-            yield ipr
-        finally:
-            ipr.close()
+        pyroute2 0.9 cannot run on a thread whose asyncio loop is running (the daemon's).
+        """
+
+        def call() -> T:
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                return fn(ipr, *args)
+
+        return run_in_netns(self._netns, call)
 
     def _request(self, msg: Any, msg_type: int, flags: int) -> None:
         """Send one rtnetlink request on a plain netlink socket and wait for its ack."""
-        from .libbpf import netns
-
         self._seq += 1
         msg["header"]["type"] = msg_type
         msg["header"]["flags"] = flags
@@ -244,75 +273,95 @@ class VxlanDataplane:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, on_miss: MissCallback) -> None:
-        """Create the device; misses are not punted (no catch-all route is installed)."""
-        del on_miss
-        with self._ipr() as ipr:
-            old = ipr.link_lookup(ifname=self.device)
-            if old:
-                ipr.link("del", index=old[0])
-            kwargs: dict[str, Any] = {
-                "ifname": self.device,
-                "kind": "vxlan",
-                "vxlan_port": self.port,
-                "vxlan_collect_metadata": 1,
-                "vxlan_learning": 0,
-                "vxlan_udp_zero_csum6_rx": 1,
-            }
-            if self._gpe:
-                kwargs["vxlan_gpe"] = True
-            ipr.link("add", **kwargs)
-            vx_index = int(ipr.link_lookup(ifname=self.device)[0])
-            ipr.link("set", index=vx_index, state="up")
-            self._ifindex = vx_index
-            if not self._gpe:
-                # The router MAC lives on a macvlan above the VXLAN device: frames to it
-                # are ours, while the VXLAN device itself keeps a MAC of its own (it drops
-                # frames whose source is its own address, and every sender uses ROUTER_MAC).
-                ipr.link(
-                    "add",
-                    ifname=self.router_device,
-                    kind="macvlan",
-                    link=vx_index,
-                    macvlan_mode="private",
-                    address=self._router_mac,
-                )
-                self._ifindex = int(ipr.link_lookup(ifname=self.router_device)[0])
-                ipr.link("set", index=self._ifindex, state="up")
-                ipr.neigh("add", dst=GATEWAY4, lladdr=self._router_mac, ifindex=self._ifindex, state=NUD_PERMANENT)
-                ipr.neigh(
-                    "add",
-                    dst=GATEWAY6,
-                    lladdr=self._router_mac,
-                    ifindex=self._ifindex,
-                    state=NUD_PERMANENT,
-                    family=socket.AF_INET6,
-                )
+        """Create the device, the instance tables and their miss TUNs."""
+        self._on_miss = on_miss
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._stopping.clear()
+        self._ifindex = self._nl(self._create_device)
         self._running = True
-        self._apply_instances()
-        for entry in self._entries.values():
-            self._write(entry)
+        try:
+            self._apply_instances()
+            for entry in self._entries.values():
+                self._write(entry)
+        except BaseException:
+            self.stop()
+            raise
         log.info("%s data plane started on %s (UDP %d)", self.name, self.device, self.port)
 
+    def _create_device(self, ipr: Any) -> int:
+        old = ipr.link_lookup(ifname=self.device)
+        if old:  # left by a killed predecessor: its routes go with it
+            ipr.link("del", index=old[0])
+        _remove_stale(ipr, self._table_base)
+        kwargs: dict[str, Any] = {
+            "ifname": self.device,
+            "kind": "vxlan",
+            "vxlan_port": self.port,
+            "vxlan_collect_metadata": 1,
+            "vxlan_learning": 0,
+            "vxlan_udp_zero_csum6_rx": 1,
+        }
+        if self._gpe:
+            kwargs["vxlan_gpe"] = True
+        ipr.link("add", **kwargs)
+        vx_index = int(ipr.link_lookup(ifname=self.device)[0])
+        ipr.link("set", index=vx_index, state="up")
+        if self._gpe:
+            return vx_index
+        # The router MAC lives on a macvlan above the VXLAN device: frames to it are
+        # ours, while the VXLAN device itself keeps a MAC of its own (it drops frames
+        # whose source is its own address, and every sender uses ROUTER_MAC).
+        ipr.link(
+            "add",
+            ifname=self.router_device,
+            kind="macvlan",
+            link=vx_index,
+            macvlan_mode="private",
+            address=self._router_mac,
+        )
+        index = int(ipr.link_lookup(ifname=self.router_device)[0])
+        ipr.link("set", index=index, state="up")
+        ipr.neigh("add", dst=GATEWAY4, lladdr=self._router_mac, ifindex=index, state=NUD_PERMANENT)
+        ipr.neigh(
+            "add", dst=GATEWAY6, lladdr=self._router_mac, ifindex=index, state=NUD_PERMANENT, family=socket.AF_INET6
+        )
+        return index
+
     def stop(self) -> None:
-        with self._ipr() as ipr:
-            for rule in self._rules:
-                try:
-                    ipr.rule("del", **rule)
-                except Exception as exc:  # noqa: BLE001 - keep cleaning up
-                    log.debug("rule %s: %s", rule, exc)
-            for table in self._tables:
-                for family in (socket.AF_INET, socket.AF_INET6):
-                    try:
-                        ipr.flush_routes(table=table, family=family)
-                    except Exception as exc:  # noqa: BLE001
-                        log.debug("flush table %d: %s", table, exc)
-            found = ipr.link_lookup(ifname=self.device)
-            if found:
-                ipr.link("del", index=found[0])
+        self._stopping.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+        for fd in self._punt_fds.values():
+            try:
+                os.close(fd)  # the TUN disappears with its last fd (and its routes with it)
+            except OSError:
+                pass
+        self._punt_fds.clear()
+        self._nl(self._cleanup, list(self._rules), sorted(self._tables))
         self._rules.clear()
         self._tables.clear()
         self._instances.clear()
         self._running = False
+
+    def _cleanup(self, ipr: Any, rules: list[dict[str, Any]], tables: list[int]) -> None:
+        for rule in rules:
+            try:
+                ipr.rule("del", **rule)
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up
+                log.debug("rule %s: %s", rule, exc)
+        for table in tables:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    ipr.flush_routes(table=table, family=family)
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("flush table %d: %s", table, exc)
+        found = ipr.link_lookup(ifname=self.device)
+        if found:
+            ipr.link("del", index=found[0])
 
     # --- configuration -------------------------------------------------------------------------
     def set_local_rlocs(self, rlocs: list[IPAddr], lsb: int) -> None:
@@ -337,11 +386,13 @@ class VxlanDataplane:
         self._entries[prefix] = entry
         if self._running:
             self._write(entry)
+            self._punted = {}
 
     def remove(self, prefix: EidPrefix) -> None:
         prefix = prefix.masked()
         if self._entries.pop(prefix, None) is None or not self._running:
             return
+        self._punted = {}
         inst = self._instances.get(prefix.iid)
         if inst is None:
             return
@@ -355,17 +406,31 @@ class VxlanDataplane:
             log.debug("removing %s: %s", prefix, exc)
 
     def stats(self) -> dict[str, int]:
-        """The device's counters (the kernel keeps no per-mapping counts)."""
+        """The device's counters (the kernel keeps no per-mapping or per-RLOC counts)."""
         out = {"routes": len(self._entries), "tx_packets": 0, "rx_packets": 0, "tx_dropped": 0, "rx_dropped": 0}
-        if not self._running:
-            return out
-        with self._ipr() as ipr:
-            links = ipr.get_links(self._ifindex)
-            if links:
-                st = links[0].get_attr("IFLA_STATS64")
-                if st is not None:
-                    for key in ("tx_packets", "rx_packets", "tx_dropped", "rx_dropped"):
-                        out[key] = int(st[key])
+        out.update(self._counts)
+        if self._running:
+            out.update(self._nl(self._device_stats))
+        out["encap.packets"] = out["tx_packets"] + self._counts["injected"]
+        out["decap.packets"] = out["rx_packets"]
+        if out.get("tx_bytes") is not None:
+            out["encap.bytes"] = out["tx_bytes"]
+            out["decap.bytes"] = out["rx_bytes"]
+        if out["tx_dropped"]:
+            out["drop.tx"] = out["tx_dropped"]
+        if out["rx_dropped"]:
+            out["drop.rx"] = out["rx_dropped"]
+        return out
+
+    def _device_stats(self, ipr: Any) -> dict[str, int]:
+        out: dict[str, int] = {}
+        found = ipr.link_lookup(ifname=self.device)
+        links = ipr.get_links(found[0]) if found else []
+        if links:
+            st = links[0].get_attr("IFLA_STATS64")
+            if st is not None:
+                for key in ("tx_packets", "rx_packets", "tx_bytes", "rx_bytes", "tx_dropped", "rx_dropped"):
+                    out[key] = int(st[key])
         return out
 
     def routes(self, iid: int) -> list[str]:
@@ -383,49 +448,166 @@ class VxlanDataplane:
             out += [line for line in proc.stdout.splitlines() if line.strip()]
         return out
 
+    # --- misses and the first packets ---------------------------------------------------------------
+    def inject(self, iid: int, packet: bytes) -> None:
+        """Send a packet the ITR held during resolution: back in through the miss TUN.
+
+        The instance's rule for that TUN routes it with the instance table, which now
+        holds the encap route.
+        """
+        fd = self._punt_fds.get(iid)
+        if fd is None or not packet:
+            return
+        try:
+            os.write(fd, packet)
+            self._counts["injected"] += 1
+        except OSError as exc:
+            log.debug("inject into %s: %s", self.punt_device(iid), exc)
+
+    def _punt_loop(self, fd: int, iid: int) -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not self._stopping.is_set():
+            try:
+                pkt = os.read(fd, 65536)
+            except BlockingIOError:
+                poller.poll(200)
+                continue
+            except OSError:
+                return
+            if len(pkt) < 20:
+                continue
+            try:
+                self._punt(iid, pkt)
+            except Exception:  # noqa: BLE001 - the reader must survive any packet
+                log.exception("miss punt failed")
+
+    def _punt(self, iid: int, pkt: bytes) -> None:
+        if pkt[0] >> 4 == 4:
+            src: IPAddr = IPv4Address(pkt[12:16])
+            dst: IPAddr = IPv4Address(pkt[16:20])
+        elif pkt[0] >> 4 == 6 and len(pkt) >= 40:
+            src = IPv6Address(pkt[8:24])
+            dst = IPv6Address(pkt[24:40])
+        else:
+            return
+        self._counts["misses"] += 1
+        key = (iid, dst.packed)
+        seen = self._punted.get(key, 0)
+        if seen >= PUNT_LIMIT:
+            self._counts["miss-rate-limited"] += 1
+            return
+        self._punted[key] = seen + 1
+        cb = self._on_miss
+        if cb is None:
+            return
+        miss = Miss(iid, src, dst, pkt)
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(cb, miss)
+            except RuntimeError:
+                pass
+        else:
+            cb(miss)
+
     # --- internals --------------------------------------------------------------------------------
     def _apply_instances(self) -> None:
-        with self._ipr() as ipr:
-            for old_rule in self._rules:
-                try:
-                    ipr.rule("del", **old_rule)
-                except Exception:  # noqa: BLE001
-                    pass
-            self._rules.clear()
-            used = {inst.table for inst in self._instances.values() if not inst.vrf}
-            new: dict[int, _Instance] = {}
-            for iid, ifname in sorted(self._wanted_instances.items()):
+        for iid in self._wanted_instances:
+            if iid not in self._punt_fds:
+                with netns(self._netns):
+                    fd = create_tun(self.punt_device(iid))
+                os.set_blocking(fd, False)
+                self._punt_fds[iid] = fd
+                t = threading.Thread(target=self._punt_loop, args=(fd, iid), name=f"lispnet-miss-{iid}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        self._instances = self._nl(self._configure_instances)
+
+    def _configure_instances(self, ipr: Any) -> dict[int, _Instance]:
+        """(netlink thread) Tables and rules of every instance."""
+        for old_rule in self._rules:
+            try:
+                ipr.rule("del", **old_rule)
+            except Exception:  # noqa: BLE001
+                pass
+        self._rules.clear()
+        used = {inst.table for inst in self._instances.values() if not inst.vrf}
+        new: dict[int, _Instance] = {}
+        for iid, ifname in sorted(self._wanted_instances.items()):
+            kind = None
+            info = None
+            if ifname:
                 found = ipr.link_lookup(ifname=ifname)
                 if not found:
                     raise ValueError(f"instance-id {iid}: no interface {ifname}")
                 link = ipr.get_links(found[0])[0]
                 info = link.get_attr("IFLA_LINKINFO")
                 kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-                if kind == "vrf":
-                    table = int(info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VRF_TABLE"))
-                    new[iid] = _Instance(iid, ifname, table, True)
+            if kind == "vrf" and info is not None:
+                table = int(info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VRF_TABLE"))
+                new[iid] = _Instance(iid, ifname, table, True)
+            else:
+                prev = self._instances.get(iid)
+                if prev is not None and not prev.vrf:
+                    table = prev.table
                 else:
-                    prev = self._instances.get(iid)
-                    if prev is not None and not prev.vrf:
-                        table = prev.table
-                    else:
-                        table = self._table_base
-                        while table in used:
-                            table += 1
-                        used.add(table)
-                    new[iid] = _Instance(iid, ifname, table, False)
-            for inst in new.values():
-                for family in (socket.AF_INET, socket.AF_INET6):
-                    rule: dict[str, Any] = {"table": inst.table, "priority": RULE_PRIORITY, "family": family}
-                    if inst.vrf:
-                        rule["tun_id"] = inst.iid
-                    else:
-                        rule["iifname"] = inst.ifname
+                    table = self._table_base
+                    while table in used:
+                        table += 1
+                    used.add(table)
+                new[iid] = _Instance(iid, ifname, table, False)
+        for inst in new.values():
+            punt = self.punt_device(inst.iid)
+            self._prepare_punt(ipr, punt)
+            if not inst.vrf:
+                self._tables.add(inst.table)
+                self._fill_table(ipr, inst, punt)
+            for family in (socket.AF_INET, socket.AF_INET6):
+                base: dict[str, Any] = {"table": inst.table, "family": family}
+                wanted = [{**base, "priority": RULE_PRIORITY, "iifname": punt}]
+                if not inst.vrf and inst.ifname:
+                    wanted.append({**base, "priority": RULE_PRIORITY, "iifname": inst.ifname})
+                # decapsulated packets: the VNI (tunnel metadata) names the instance; a
+                # tun_id of 0 would match any packet, so instance 0 takes what is left
+                if inst.iid:
+                    wanted.append({**base, "priority": RULE_PRIORITY, "iifname": self.rx_device, "tun_id": inst.iid})
+                else:
+                    wanted.append({**base, "priority": RULE_PRIORITY + 1, "iifname": self.rx_device})
+                for rule in wanted:
                     ipr.rule("add", **rule)
                     self._rules.append(rule)
-                if not inst.vrf:
-                    self._tables.add(inst.table)
-            self._instances = new
+        return new
+
+    @staticmethod
+    def _prepare_punt(ipr: Any, dev: str) -> None:
+        for name in (f"net/ipv4/conf/{dev}/rp_filter", f"net/ipv6/conf/{dev}/disable_ipv6"):
+            try:
+                with open(f"/proc/sys/{name}", "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
+        ipr.link("set", index=ipr.link_lookup(ifname=dev)[0], state="up")
+
+    def _fill_table(self, ipr: Any, inst: _Instance, punt: str) -> None:
+        """The instance's own table: its LAN's connected prefixes, everything else a miss."""
+        punt_index = ipr.link_lookup(ifname=punt)[0]
+        if inst.ifname:
+            lan_index = ipr.link_lookup(ifname=inst.ifname)[0]
+            for msg in ipr.get_addr(index=lan_index):
+                addr = str(msg.get_attr("IFA_ADDRESS") or "")
+                if not addr or addr.startswith("fe80"):
+                    continue
+                net = ip_interface(f"{addr}/{msg['prefixlen']}").network
+                ipr.route(
+                    "replace", family=socket.AF_INET6 if net.version == 6 else socket.AF_INET,
+                    dst=str(net.network_address), dst_len=net.prefixlen, oif=lan_index, table=inst.table,
+                    proto=RTPROT_LISPNET, scope=RT_SCOPE_LINK,
+                )  # fmt: skip
+        for family, dst in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            ipr.route(
+                "replace", family=family, dst=dst, dst_len=0, oif=punt_index, table=inst.table, proto=RTPROT_LISPNET,
+                priority=MISS_METRIC,
+            )  # fmt: skip
 
     def _source(self, rloc: IPAddr) -> IPAddr | None:
         for addr in self._rlocs:
@@ -511,3 +693,24 @@ def supported(kind: str = "vxlan-gpe") -> tuple[bool, str]:
         return False, f"cannot probe {kind}: {exc}"
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def _remove_stale(ipr: Any, table_base: int) -> None:
+    """Rules into our tables (``table_base`` .. +255) a killed predecessor left behind."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for rule in ipr.get_rules(family=family):
+            table = rule.get_attr("FRA_TABLE") or rule["table"]
+            if table_base <= table < table_base + 256 and rule.get_attr("FRA_PRIORITY") in (
+                RULE_PRIORITY,
+                RULE_PRIORITY + 1,
+            ):
+                try:
+                    ipr.rule("del", family=family, table=table, priority=rule.get_attr("FRA_PRIORITY"),
+                             iifname=rule.get_attr("FRA_IIFNAME"), tun_id=rule.get_attr("FRA_TUN_ID") or None)
+                except Exception:  # noqa: BLE001
+                    pass
+            if table_base <= table < table_base + 256:
+                try:
+                    ipr.flush_routes(table=table, family=family)
+                except Exception:  # noqa: BLE001
+                    pass

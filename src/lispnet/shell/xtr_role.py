@@ -99,8 +99,13 @@ def local_rlocs(config: NodeConfig) -> list[IPAddr]:
     return rlocs
 
 
-def make_dataplane(name: str, logger: logging.Logger) -> Dataplane | None:
-    """The backend called ``name`` (``dataplane.select``); unavailable ones fall back to TUN."""
+def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | None = None) -> Dataplane | None:
+    """The backend called ``name`` (``dataplane.select``); unavailable ones fall back to TUN.
+
+    ``rloc_ifaces``: the RLOC-facing interfaces (kernel backends decapsulate there);
+    None lets the backend find the interfaces holding the local RLOCs.  The EID-facing
+    interfaces are the ``[[instance]]`` interfaces, given through ``set_instances``.
+    """
     if name == "none":
         return None
     from ..dataplane.select import KINDS
@@ -109,7 +114,7 @@ def make_dataplane(name: str, logger: logging.Logger) -> Dataplane | None:
     if name not in KINDS:
         logger.warning("unknown dataplane %r: falling back to tun", name)
         name = "tun"
-    return select_backend(name)
+    return select_backend(name, rloc_ifaces=rloc_ifaces)
 
 
 def cache_entry_view(e: MapCacheEntry, now: float) -> dict[str, Any]:
@@ -186,7 +191,7 @@ async def build_xtr(ctx: RoleContext) -> RoleRuntime:
             now=ctx.clock(),
         )
 
-    dp = make_dataplane(cfg.node.dataplane, logger)
+    dp = make_dataplane(cfg.node.dataplane, logger, list(cfg.node.rloc_interfaces) or None)
     instances = {i.instance_id: i.interface for i in cfg.instance} or {0: ""}
 
     def on_miss(miss: Miss) -> None:

@@ -43,7 +43,7 @@
 #define LISP_HDR_LEN 8
 #define OVERHEAD4 (20 + 8 + LISP_HDR_LEN)
 #define OVERHEAD6 (40 + 8 + LISP_HDR_LEN)
-#define MISS_COPY 128
+#define MISS_COPY 1536	/* a whole MTU-sized packet: the daemon can send it once resolved */
 #define MISS_INTERVAL_NS (100ULL * 1000 * 1000)
 
 #define LISP_N_BIT 0x80000000U
@@ -154,6 +154,18 @@ struct rloc_key {
 	__u8 addr[16];
 };
 
+struct rloc_stat_key {		/* per-RLOC traffic, read by `lispnet show stats` */
+	__u8 family;
+	__u8 dir;		/* 0: encapsulated to, 1: decapsulated from */
+	__u8 pad[2];
+	__u8 addr[16];
+};
+
+struct rloc_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
 struct miss_key {
 	__u32 iid;
 	__u8 family;
@@ -237,6 +249,13 @@ struct {
 } counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct rloc_stat_key);
+	__type(value, struct rloc_stat);
+} rloc_stats SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct miss_key);
@@ -254,6 +273,30 @@ static __always_inline void count_add(__u32 idx, __u64 n)
 
 	if (v)
 		*v += n;
+}
+
+static __always_inline void rloc_count(__u8 family, __u8 dir, const void *addr, __u64 bytes)
+{
+	struct rloc_stat_key k = {};
+	struct rloc_stat *v;
+
+	k.family = family;
+	k.dir = dir;
+	if (family == 4)
+		__builtin_memcpy(k.addr, addr, 4);
+	else
+		__builtin_memcpy(k.addr, addr, 16);
+	v = bpf_map_lookup_elem(&rloc_stats, &k);
+	if (!v) {
+		struct rloc_stat zero = {};
+
+		bpf_map_update_elem(&rloc_stats, &k, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&rloc_stats, &k);
+		if (!v)
+			return;
+	}
+	v->packets += 1;
+	v->bytes += bytes;
 }
 
 static __always_inline int drop(__u32 reason)
@@ -360,7 +403,7 @@ static __always_inline int handle_miss(struct __sk_buff *skb, struct lisp_config
 			len = len > ETH_HLEN ? len - ETH_HLEN : 0;
 			if (len > MISS_COPY)
 				len = MISS_COPY;
-			len &= 0xff;	/* a bound the verifier can see */
+			len &= 0x7ff;	/* a bound the verifier can see */
 			if (len < 1 || len > MISS_COPY || bpf_skb_load_bytes(skb, ETH_HLEN, ev->pkt, len))
 				len = 0;
 			ev->len = len;
@@ -631,6 +674,7 @@ int lisp_encap(struct __sk_buff *skb)
 	}
 	count_add(C_ENCAPSULATED, 1);
 	count_add(C_ENCAP_BYTES, inner_len);
+	rloc_count(ofam, 0, r->addr, inner_len);
 	return forward(skb, &p, rc);
 }
 
@@ -641,6 +685,7 @@ int lisp_decap(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct rloc_key rk = {};
+	__u8 osrc[16] = {};
 	struct udphdr *udp;
 	__u32 overhead;
 
@@ -656,6 +701,7 @@ int lisp_decap(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		rk.family = 4;
 		__builtin_memcpy(rk.addr, &ip->daddr, 4);
+		__builtin_memcpy(osrc, &ip->saddr, 4);
 		udp = (void *)(ip + 1);
 		overhead = OVERHEAD4;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -667,6 +713,7 @@ int lisp_decap(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		rk.family = 6;
 		__builtin_memcpy(rk.addr, &ip6->daddr, 16);
+		__builtin_memcpy(osrc, &ip6->saddr, 16);
 		udp = (void *)(ip6 + 1);
 		overhead = OVERHEAD6;
 	} else {
@@ -709,6 +756,7 @@ int lisp_decap(struct __sk_buff *skb)
 	}
 	count_add(C_DECAPSULATED, 1);
 	count_add(C_DECAP_BYTES, skb->len - ETH_HLEN);
+	rloc_count(rk.family, 1, osrc, skb->len - ETH_HLEN);
 
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
