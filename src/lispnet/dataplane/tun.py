@@ -14,20 +14,28 @@ Layout, per node:
 * raw IP sockets forward natively (negative natively-forward entries): the kernel routes
   them with the main table.
 
-The fast path is two kinds of tight loops in threads, both free of per-packet
-allocation beyond what ``bytes`` slicing costs: TUN -> lookup -> LISP header + packet
-out with one ``sendmsg`` (scatter-gather, no copy), and UDP 4341 -> header check ->
-``os.write`` of the inner packet into the instance's TUN.  The forwarding table is the
-backend's own: per (iid, family) a map of mask length -> {masked value: entry}, with a
-host-route cache in front, both replaced (never mutated in place) by the loop thread
-that calls ``install`` / ``remove``, so the forwarding threads need no lock.
+The fast path is one thread polling (epoll) every TUN fd and both 4341 sockets, so the
+two directions never fight over the GIL, and batching amortises the per-syscall cost:
 
-Offload (``offload=True``, the default): the TUN devices carry a virtio_net_hdr, so the
-kernel hands TCP super-packets (TSO) to the ITR whole; they are encapsulated as one
-outer datagram, which the kernel fragments on the underlay (RFC 9300's stateless
-fragmentation) and the peer's kernel reassembles; the ETR writes the super-packet back
-with a GSO header and its kernel segments it toward the LAN.  Single packets whose
-transport checksum the kernel left partial get it completed before encapsulation.
+* ITR: up to ``BUDGET`` packets are read from a TUN per wake-up into one arena (no
+  copies); each gets the entry's LISP header in front (scatter-gather) and is queued per
+  (outer source port, RLOC); same-size packets leave in one ``sendmsg`` with
+  ``UDP_SEGMENT`` (``udp_gso``): up to 64 ordinary LISP packets per syscall;
+* ETR: the 4341 sockets use ``UDP_GRO``, so one ``recvmsg`` returns such a batch; the
+  inner packets of one flow are written to the instance's TUN as one super-packet with
+  a virtio-net GSO header (``tun_gso.coalesce``), which the kernel segments again.
+
+The forwarding table is the backend's own: per (iid, family) a map of mask length ->
+{masked value: entry}, with a host-route cache in front, both replaced (never mutated in
+place) by the loop thread that calls ``install`` / ``remove``, so the forwarding thread
+needs no lock.
+
+Offload: the TUN devices carry a virtio_net_hdr (``offload=True``, the default).  With
+``tso=False`` (the default) the kernel segments TCP super-packets and completes
+checksums before handing packets to the ITR, which is cheaper than doing it in Python;
+with ``tso=True`` the ITR receives 64 KB TCP super-packets and cuts them into MSS-sized
+packets itself (``tun_gso.segment_tcp``).  Either way every LISP packet on the underlay
+carries one ordinary inner IP packet.
 
 Misses are punted to the daemon's loop with ``call_soon_threadsafe`` (at most
 ``PUNT_LIMIT`` packets per destination until the table changes, so a resolution in
@@ -39,13 +47,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
 import secrets
 import select
 import socket
-import struct
-import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -58,6 +65,8 @@ from ..wire.prefix import EidPrefix
 from . import netlink
 from .base import FwdEntry, IPAddr, Miss, MissCallback
 from .encap import DATA_PORT, choose_locator, lisp_header
+from .tun_gso import NO_VNET, VNET_HDR_LEN, coalesce, complete_checksum, segment_tcp
+from .udp_gso import GRO_CMSG_SPACE, GsoSender, enable_gro, gro_segment_size
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +79,17 @@ SO_SNDBUFFORCE = 32
 MAX_SEND_SOCKETS = 1024
 FLOW_CACHE_MAX = 65536
 
-VNET_HDR_LEN = 10
-NO_VNET = bytes(VNET_HDR_LEN)
-VIRTIO_GSO_TCPV4 = 1
-VIRTIO_GSO_TCPV6 = 4
-GSO_MAX = 60000
-SWITCH_INTERVAL_S = 0.0002
-_VNET = struct.Struct("<BBHHHH")
+TUN_TXQLEN = 4096
+BUDGET = 64
+"""Packets read (or GRO batches received) per fd per wake-up."""
+READ_MAX = 65536 + VNET_HDR_LEN
+ARENA_SIZE = 1 << 20
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+_K_TUN = 0
+_K_UDP = 1
 
 LsbCallback = Callable[[int, IPAddr, int], None]
 
@@ -125,10 +138,18 @@ class TunDataplane:
     name = "tun"
 
     def __init__(
-        self, tun_prefix: str = "lisp", default_route: bool = True, mtu: int = 1500, offload: bool = True
+        self,
+        tun_prefix: str = "lisp",
+        default_route: bool = True,
+        mtu: int = 1500,
+        offload: bool = True,
+        tso: bool = False,
+        gso: bool = True,
     ) -> None:
         self.tun_prefix = tun_prefix
         self.offload = offload
+        self.tso = tso and offload
+        self.gso = gso
         self.default_route = default_route
         self.mtu = mtu
         self.on_lsb: LsbCallback | None = None
@@ -149,6 +170,14 @@ class TunDataplane:
         self._tx_lock = threading.Lock()
         self._raw: dict[int, socket.socket] = {}
         self._threads: list[threading.Thread] = []
+        self._epoll: Any = None
+        self._kinds: dict[int, tuple[int, Any]] = {}
+        self._arena = bytearray(ARENA_SIZE)
+        self._arena_mv = memoryview(self._arena)
+        self._rbuf = bytearray(65536)
+        self._rbuf_mv = memoryview(self._rbuf)
+        self._sender = GsoSender(self._drop, gso)
+        self._direct = GsoSender(self._drop, gso=False)
         self._stopping = threading.Event()
         self._started = False
         self._created_tables: set[int] = set()
@@ -158,6 +187,7 @@ class TunDataplane:
         self._decap: dict[str, list[int]] = {}
         self._misses = [0]
         self._gso_rx = [0]
+        self._gso_tx = [0]
         self._native = [0, 0]
         self._released: dict[EidPrefix, list[list[int]]] = {}
 
@@ -170,9 +200,7 @@ class TunDataplane:
             self._loop = None
         self._stopping.clear()
         self._started = True
-        # forwarding threads hand the GIL to each other on every syscall; the default
-        # 5 ms switch interval would stall a thread returning from I/O behind a busy one
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._epoll = select.epoll()
         for family in (socket.AF_INET, socket.AF_INET6):
             try:
                 self._rx[family] = self._open_rx(family)
@@ -183,16 +211,21 @@ class TunDataplane:
                 self._raw[family] = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
             except OSError as e:
                 log.warning("no raw socket for native forwarding (family %d): %s", family, e)
-        for fam, sock in self._rx.items():
-            self._spawn(f"lisp-decap-{fam}", self._decap_loop, sock)
+        for sock in self._rx.values():
+            self._watch(sock.fileno(), _K_UDP, sock)
         for iid in list(self._instances):
             self._setup_instance(iid)
+        self._spawn("lisp-fwd", self._fwd_loop)
 
     def stop(self) -> None:
         self._stopping.set()
         for t in self._threads:
             t.join(timeout=2)
         self._threads.clear()
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        self._kinds.clear()
         for fd in self._tun_fds.values():
             try:
                 os.close(fd)  # the TUN device disappears with its last fd
@@ -227,6 +260,8 @@ class TunDataplane:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         _big_buffers(sock)
+        if self.gso:
+            enable_gro(sock)
         sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", DATA_PORT))
         sock.setblocking(False)
         return sock
@@ -265,10 +300,15 @@ class TunDataplane:
     def _setup_instance(self, iid: int) -> None:
         dev = self.device(iid)
         fd = netlink.create_tun(dev, vnet_hdr=self.offload)
+        if self.offload:
+            # what the kernel may hand over: TSO super-packets with partial checksums, or
+            # (the default) finished packets, segmented and checksummed by the kernel
+            flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if self.tso else 0
+            fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
         os.set_blocking(fd, False)
         self._tun_fds[iid] = fd
         netlink.in_thread(self._configure_instance, iid, dev)
-        self._spawn(f"lisp-encap-{iid}", self._tun_loop, fd, iid)
+        self._watch(fd, _K_TUN, iid)
 
     def _configure_instance(self, iid: int, dev: str) -> None:
         with netlink.open_ipr() as ipr:
@@ -276,11 +316,10 @@ class TunDataplane:
 
     def _configure_instance_with(self, ipr: Any, iid: int, dev: str) -> None:
         netlink.link_up(ipr, dev, mtu=self.mtu)
-        if self.offload:
-            try:  # an encapsulated super-packet must still fit one UDP datagram
-                ipr.link("set", index=netlink.require_index(ipr, dev), gso_max_size=GSO_MAX)
-            except Exception as e:  # noqa: BLE001
-                log.warning("cannot limit gso_max_size on %s: %s", dev, e)
+        try:  # bursts of a TCP window arrive faster than one read per packet drains them
+            ipr.link("set", index=netlink.require_index(ipr, dev), txqlen=TUN_TXQLEN)
+        except Exception as e:  # noqa: BLE001
+            log.warning("cannot set txqlen on %s: %s", dev, e)
         for name in (f"net.ipv4.conf.{dev}.rp_filter", f"net.ipv6.conf.{dev}.disable_ipv6"):
             try:
                 netlink.sysctl(name, 0)
@@ -374,98 +413,148 @@ class TunDataplane:
     def _drop(self, reason: str) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
 
-    # --- the ITR fast path ---------------------------------------------------------------
-    def _tun_loop(self, fd: int, iid: int) -> None:
-        buf = bytearray(65536 + VNET_HDR_LEN)
-        mv = memoryview(buf)
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        readv = os.readv
+    # --- the forwarding thread -----------------------------------------------------------
+    def _watch(self, fd: int, kind: int, arg: Any) -> None:
+        """Add ``fd`` to the forwarding thread's epoll set (safe from any thread)."""
+        self._kinds[fd] = (kind, arg)
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+
+    def _fwd_loop(self) -> None:
+        """One thread polls every TUN fd and UDP 4341 socket: no GIL contest between them."""
+        ep = self._epoll
+        assert ep is not None
+        kinds = self._kinds
         stopping = self._stopping
-        off = VNET_HDR_LEN if self.offload else 0
-        gso = self._gso_rx
+        drain_tun = self._drain_tun
+        drain_rx = self._drain_rx
         while not stopping.is_set():
             try:
-                n = readv(fd, [buf])
-            except BlockingIOError:
-                poller.poll(200)
-                continue
-            except OSError as e:
-                if e.errno == errno.EBADF:
+                events = ep.poll(0.2)
+            except OSError:
+                if stopping.is_set():
                     return
-                self._drop("tun-read-error")
-                continue
-            try:
-                if off:
-                    if n <= off:
-                        continue
-                    # virtio_net_hdr: a GSO super-packet keeps its partial checksum (the
-                    # peer's kernel segments it); a single packet gets its checksum now
-                    if buf[1]:
-                        gso[0] += 1
-                    elif buf[0] & 1:
-                        _complete_checksum(buf, off, n, buf[6] | buf[7] << 8, buf[8] | buf[9] << 8)
-                self._forward(iid, mv[off:n], n - off)
-            except Exception:  # noqa: BLE001 - the fast path must survive any packet
-                log.exception("forwarding error")
-                self._drop("bug")
+                raise
+            for fd, _ev in events:
+                k = kinds.get(fd)
+                if k is None:
+                    continue
+                try:
+                    if k[0] == _K_TUN:
+                        drain_tun(fd, k[1])
+                    else:
+                        drain_rx(k[1])
+                except Exception:  # noqa: BLE001 - the fast path must survive any packet
+                    log.exception("forwarding error")
+                    self._drop("bug")
 
-    def _forward(self, iid: int, pkt: memoryview, n: int) -> None:
-        ver = pkt[0] >> 4
-        if ver == 4:
-            if n < 20:
-                self._drop("short-packet")
-                return
-            dst = bytes(pkt[16:20])
-        elif ver == 6:
-            if n < 40:
-                self._drop("short-packet")
-                return
-            dst = bytes(pkt[24:40])
-        else:
-            self._drop("not-ip")
-            return
-        key = (iid, dst)
-        c = self._flow.get(key)
-        if c is None:
-            table = self._tables.get((iid, ver))
-            c = table.lookup(int.from_bytes(dst, "big")) if table is not None else None
-            if c is None:
-                self._punt(iid, key, pkt)
-                return
+    # --- the ITR fast path ---------------------------------------------------------------
+    def _drain_tun(self, fd: int, iid: int) -> None:
+        """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches."""
+        arena = self._arena
+        mv = self._arena_mv
+        readv = os.readv
+        sender = self._sender
+        off = VNET_HDR_LEN if self.offload else 0
+        limit = ARENA_SIZE - READ_MAX
+        flow_get = self._flow.get
+        tx_get = self._tx.get
+        crc32 = zlib.crc32
+        pos = 0
+        try:
+            for _ in range(BUDGET):
+                if pos > limit:
+                    sender.flush()
+                    pos = 0
+                try:
+                    n = readv(fd, [mv[pos : pos + READ_MAX]])
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    if e.errno == errno.EBADF:
+                        return
+                    self._drop("tun-read-error")
+                    break
+                h0 = pos
+                p = pos + off
+                m = n - off
+                pos += (n + 15) & ~15
+                if m < 20:
+                    self._drop("short-packet")
+                    continue
+                gso_size = 0
+                if off:
+                    # virtio_net_hdr: a TSO super-packet (TUN_F_TSO*) is cut into MSS-sized
+                    # packets; a single packet with a partial checksum (TUN_F_CSUM) gets it now
+                    if arena[h0 + 1]:
+                        gso_size = arena[h0 + 4] | arena[h0 + 5] << 8
+                    elif arena[h0] & 1:
+                        complete_checksum(arena, p, p + m, arena[h0 + 6] | arena[h0 + 7] << 8,
+                                          arena[h0 + 8] | arena[h0 + 9] << 8)
+                b0 = arena[p]
+                if b0 >> 4 == 4:
+                    ver = 4
+                    dst = bytes(arena[p + 16 : p + 20])
+                elif b0 >> 4 == 6:
+                    if m < 40:
+                        self._drop("short-packet")
+                        continue
+                    ver = 6
+                    dst = bytes(arena[p + 24 : p + 40])
+                else:
+                    self._drop("not-ip")
+                    continue
+                key = (iid, dst)
+                c = flow_get(key)
+                if c is None:
+                    c = self._lookup(iid, ver, key)
+                    if c is None:
+                        self._punt(iid, key, mv[p : p + m])
+                        continue
+                if c.kind != _ENCAP:
+                    self._other(c, iid, key, ver, dst, mv[p : p + m], m)
+                    continue
+                if ver == 4:
+                    ihl = (b0 & 0x0F) << 2
+                    h = crc32(arena[p + 12 : p + 20], crc32(arena[p + ihl : p + ihl + 4], arena[p + 9]))
+                else:
+                    h = crc32(arena[p + 8 : p + 40], crc32(arena[p + 40 : p + 44], arena[p + 6]))
+                idx = c.only
+                if idx is None:
+                    idx = choose_locator(c.locs, h)
+                    if idx is None:
+                        self._drop("no-usable-rloc")
+                        continue
+                fam, addr, _text = c.dsts[idx]
+                sock = tx_get((fam, h & 0x0FFF))
+                if sock is None:
+                    sock = self._tx_socket(fam, h & 0x0FFF)
+                if gso_size and m > gso_size:
+                    self._gso_rx[0] += 1
+                    hdr = c.header
+                    ctr = c.counters[idx]
+                    for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
+                        ln = len(seg_hdr) + len(payload)
+                        sender.add(sock, addr, ctr, [hdr, seg_hdr, payload], ln + 8, ln)
+                else:
+                    sender.add(sock, addr, c.counters[idx], [c.header, mv[p : p + m]], m + 8, m)
+        finally:
+            sender.flush()
+
+    def _lookup(self, iid: int, ver: int, key: tuple[int, bytes]) -> _Compiled | None:
+        table = self._tables.get((iid, ver))
+        c = table.lookup(int.from_bytes(key[1], "big")) if table is not None else None
+        if c is not None:
             flow = self._flow
             if len(flow) >= FLOW_CACHE_MAX:
                 flow.clear()
             flow[key] = c
-        kind = c.kind
-        if kind == _ENCAP:
-            idx = c.only
-            if ver == 4:
-                ihl = (pkt[0] & 0x0F) << 2
-                h = zlib.crc32(pkt[12:20], zlib.crc32(pkt[ihl : ihl + 4], pkt[9]))
-            else:
-                h = zlib.crc32(pkt[8:40], zlib.crc32(pkt[40:44], pkt[6]))
-            if idx is None:
-                idx = choose_locator(c.locs, h)
-                if idx is None:
-                    self._drop("no-usable-rloc")
-                    return
-            fam, addr, _text = c.dsts[idx]
-            sock = self._tx.get((fam, h & 0x0FFF))
-            if sock is None:
-                sock = self._tx_socket(fam, h & 0x0FFF)
-            try:
-                sock.sendmsg([c.header, pkt], (), 0, addr)
-            except BlockingIOError:
-                self._drop("send-buffer-full")
-                return
-            except OSError:
-                self._drop("send-error")
-                return
-            ctr = c.counters[idx]
-            ctr[0] += 1
-            ctr[1] += n
-        elif kind == _NATIVE:
+        return c
+
+    def _other(self, c: _Compiled, iid: int, key: tuple[int, bytes], ver: int, dst: bytes,
+               pkt: memoryview, n: int) -> None:
+        """Negative entries: natively forward, punt to the control plane, or drop."""
+        if c.kind == _NATIVE:
             raw = self._raw.get(socket.AF_INET if ver == 4 else socket.AF_INET6)
             if raw is None:
                 self._drop("native-unavailable")
@@ -476,10 +565,43 @@ class TunDataplane:
                 self._native[1] += n
             except OSError:
                 self._drop("native-error")
-        elif kind == _PUNT:
+        elif c.kind == _PUNT:
             self._punt(iid, key, pkt)
         else:
             self._drop(c.drop_reason)
+
+    def _forward(self, iid: int, pkt: memoryview, n: int) -> None:
+        """Forward one packet right away (``inject`` from the daemon's loop)."""
+        ver = pkt[0] >> 4
+        if ver == 4 and n >= 20:
+            dst = bytes(pkt[16:20])
+        elif ver == 6 and n >= 40:
+            dst = bytes(pkt[24:40])
+        else:
+            self._drop("not-ip" if ver not in (4, 6) else "short-packet")
+            return
+        key = (iid, dst)
+        c = self._flow.get(key) or self._lookup(iid, ver, key)
+        if c is None:
+            self._punt(iid, key, pkt)
+            return
+        if c.kind != _ENCAP:
+            self._other(c, iid, key, ver, dst, pkt, n)
+            return
+        if ver == 4:
+            ihl = (pkt[0] & 0x0F) << 2
+            h = zlib.crc32(pkt[12:20], zlib.crc32(pkt[ihl : ihl + 4], pkt[9]))
+        else:
+            h = zlib.crc32(pkt[8:40], zlib.crc32(pkt[40:44], pkt[6]))
+        idx = c.only
+        if idx is None:
+            idx = choose_locator(c.locs, h)
+            if idx is None:
+                self._drop("no-usable-rloc")
+                return
+        fam, addr, _text = c.dsts[idx]
+        sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
+        self._direct.add(sock, addr, c.counters[idx], [c.header, pkt], n + 8, n)
 
     def _punt(self, iid: int, key: tuple[int, bytes], pkt: memoryview) -> None:
         self._misses[0] += 1
@@ -540,62 +662,89 @@ class TunDataplane:
                 log.exception("inject failed")
 
     # --- the ETR fast path ---------------------------------------------------------------
-    def _decap_loop(self, sock: socket.socket) -> None:
-        buf = bytearray(65536)
-        mv = memoryview(buf)
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        recvfrom_into = sock.recvfrom_into
-        write = os.write
+    def _drain_rx(self, sock: socket.socket) -> None:
+        """Receive up to ``BUDGET`` (GRO-coalesced) datagrams, decapsulate, write to the TUNs."""
+        buf = self._rbuf
+        mv = self._rbuf_mv
+        recv = sock.recvmsg_into
+        iov = [mv]
         writev = os.writev
         offload = self.offload
-        mtu = self.mtu
-        stopping = self._stopping
         decap = self._decap
-        while not stopping.is_set():
+        tun_fds = self._tun_fds
+        for _ in range(BUDGET):
             try:
-                n, addr = recvfrom_into(buf)
+                n, anc, _flags, addr = recv(iov, GRO_CMSG_SPACE)
             except BlockingIOError:
-                poller.poll(200)
-                continue
+                return
             except OSError:
-                if stopping.is_set():
+                if self._stopping.is_set():
                     return
                 self._drop("udp-read-error")
-                continue
-            if n < 28:
-                self._drop("short-lisp-packet")
-                continue
-            flags = buf[0]
-            iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
-            fd = self._tun_fds.get(iid)
-            if fd is None:
-                self._drop("unknown-instance")
-                continue
-            if not 0x40 <= buf[8] < 0x70:
-                self._drop("bad-inner-packet")
-                continue
-            try:
-                if not offload:
-                    write(fd, mv[8:n])
-                elif n - 8 <= mtu:
-                    writev(fd, (NO_VNET, mv[8:n]))
+                return
+            seg = (gro_segment_size(anc) if anc else 0) or n
+            prev: bytes | bytearray = b""
+            fd: int | None = None
+            spans: list[tuple[int, int]] = []
+            packets = nbytes = 0
+            off = 0
+            while off < n:
+                end = off + seg if off + seg < n else n
+                if end - off < 28:
+                    self._drop("short-lisp-packet")
+                    off = end
+                    continue
+                hdr = buf[off : off + 8]
+                if hdr != prev:
+                    flags = hdr[0]
+                    iid = (hdr[4] << 16 | hdr[5] << 8 | hdr[6]) if flags & 0x08 else 0
+                    new_fd = tun_fds.get(iid)
+                    if new_fd != fd and spans and fd is not None:
+                        self._write(fd, spans, offload, writev)
+                        spans = []
+                    fd = new_fd
+                    prev = hdr
+                    if fd is not None and flags & 0x40:
+                        lsb = hdr[7] if flags & 0x08 else int.from_bytes(hdr[4:8], "big")
+                        k = (iid, addr[0])
+                        if self._lsb_seen.get(k) != lsb:
+                            self._lsb_seen[k] = lsb
+                            self._report_lsb(iid, bytes(mv[off + 8 : end]), lsb)
+                if fd is None:
+                    self._drop("unknown-instance")
+                elif not 0x40 <= buf[off + 8] < 0x70:
+                    self._drop("bad-inner-packet")
                 else:
-                    writev(fd, (_gso_header(buf, 8, n - 8, mtu), mv[8:n]))
-            except OSError:
-                self._drop("tun-write-error")
-                continue
-            ctr = decap.get(addr[0])
-            if ctr is None:
-                ctr = decap[addr[0]] = [0, 0]
-            ctr[0] += 1
-            ctr[1] += n - 8
-            if flags & 0x40:
-                lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
-                k = (iid, addr[0])
-                if self._lsb_seen.get(k) != lsb:
-                    self._lsb_seen[k] = lsb
-                    self._report_lsb(iid, bytes(mv[8:n]), lsb)
+                    spans.append((off + 8, end))
+                    packets += 1
+                    nbytes += end - off - 8
+                off = end
+            if spans and fd is not None:
+                self._write(fd, spans, offload, writev)
+            if packets:
+                ctr = decap.get(addr[0])
+                if ctr is None:
+                    ctr = decap[addr[0]] = [0, 0]
+                ctr[0] += packets
+                ctr[1] += nbytes
+
+    def _write(self, fd: int, spans: list[tuple[int, int]], offload: bool,
+               writev: Callable[[int, Any], int]) -> None:
+        mv = self._rbuf_mv
+        try:
+            if not offload:
+                for s, e in spans:
+                    os.write(fd, mv[s:e])
+            elif len(spans) == 1:
+                s, e = spans[0]
+                writev(fd, (NO_VNET, mv[s:e]))
+            else:
+                for iov in coalesce(self._rbuf, mv, spans):
+                    if len(iov) > 2:
+                        self._gso_tx[0] += 1
+                    writev(fd, iov)
+        except OSError:
+            self._drop("tun-write-error")
 
     def _report_lsb(self, iid: int, inner: bytes, lsb: int) -> None:
         cb = self.on_lsb
@@ -629,6 +778,9 @@ class TunDataplane:
         out["decap.packets"] = dec_p
         out["decap.bytes"] = dec_b
         out["gso.super-packets"] = self._gso_rx[0]
+        out["gso.coalesced-writes"] = self._gso_tx[0]
+        out["gso.udp-sends"] = self._sender.sends
+        out["gso.udp-packets"] = self._sender.packets
         out["native.packets"] = self._native[0]
         out["native.bytes"] = self._native[1]
         for reason, n in list(self._drops.items()):
@@ -637,46 +789,6 @@ class TunDataplane:
 
     def entries(self) -> list[FwdEntry]:
         return list(self._entries.values())
-
-
-def _complete_checksum(buf: bytearray, off: int, n: int, start: int, offset: int) -> None:
-    """Finish a partial (CHECKSUM_PARTIAL) transport checksum in place.
-
-    The field already holds the pseudo-header sum; the ones' complement sum of the
-    16-bit words from ``start`` is the value of those bytes modulo 0xFFFF.
-    """
-    begin = off + start
-    data = bytes(buf[begin:n])
-    if len(data) & 1:
-        data += b"\x00"
-    total = int.from_bytes(data, "big") % 0xFFFF
-    csum = ~total & 0xFFFF
-    if csum == 0:
-        csum = 0xFFFF
-    pos = begin + offset
-    buf[pos] = csum >> 8
-    buf[pos + 1] = csum & 0xFF
-
-
-def _gso_header(buf: bytearray, at: int, length: int, mtu: int) -> bytes:
-    """virtio_net_hdr for an inner TCP super-packet (larger than the MTU) from a peer's TSO.
-
-    The checksum is still partial (the sender's kernel left it so), the kernel here
-    segments the packet to ``mtu`` on its way out.
-    """
-    ver = buf[at] >> 4
-    if ver == 4:
-        ihl = (buf[at] & 0x0F) << 2
-        proto = buf[at + 9]
-        gso_type = VIRTIO_GSO_TCPV4
-    else:
-        ihl = 40
-        proto = buf[at + 6]
-        gso_type = VIRTIO_GSO_TCPV6
-    if proto != 6:
-        return NO_VNET
-    hdr_len = ihl + ((buf[at + ihl + 12] >> 4) << 2)
-    return _VNET.pack(1, gso_type, hdr_len, mtu - hdr_len, ihl, 16)
 
 
 def _big_buffers(sock: socket.socket) -> None:

@@ -1,0 +1,273 @@
+"""Offload helpers for the TUN data plane: virtio-net headers, segmenting, coalescing.
+
+The TUN devices carry a ``virtio_net_hdr`` (IFF_VNET_HDR) in front of every packet:
+
+* toward the ETR's LAN, a *run* of inner packets of one flow that arrived in one UDP GRO
+  batch (consecutive TCP segments, or same-size UDP datagrams) is written as one
+  super-packet with a GSO descriptor; the kernel segments it again on its way to the
+  host (or hands it whole to a veth that does GSO), exactly as its own GRO would have
+  merged them.  The transport checksum is left partial (pseudo-header sum), which is
+  what the kernel expects for a GSO packet;
+* from the ITR's LAN, when the TUN offers TSO (``TUN_F_TSO4/6``), the kernel hands over
+  TCP super-packets; :func:`segment_tcp` cuts one into MSS-sized inner packets with
+  their own IP and TCP headers and complete checksums, so every LISP packet on the
+  underlay carries one ordinary IP packet (RFC 9300 needs nothing else from an ETR).
+
+Everything here is pure: byte buffers in, header bytes and buffer views out.
+
+virtio_net_hdr (little-endian, 10 bytes): flags (1 = NEEDS_CSUM), gso_type (1 TCPv4,
+4 TCPv6, 5 UDP_L4), hdr_len, gso_size, csum_start, csum_offset.
+"""
+
+from __future__ import annotations
+
+import struct
+
+VNET_HDR_LEN = 10
+NO_VNET = bytes(VNET_HDR_LEN)
+F_NEEDS_CSUM = 1
+GSO_NONE = 0
+GSO_TCPV4 = 1
+GSO_TCPV6 = 4
+GSO_UDP_L4 = 5
+MAX_RUN = 64
+"""Inner packets merged into one super-packet at most (the kernel's own GRO limit)."""
+
+_VNET = struct.Struct("<BBHHHH")
+_IP4_WORDS = struct.Struct("!10H")
+_H = struct.Struct("!H")
+_I = struct.Struct("!I")
+TCP_PSH_FIN = 0x09
+TCP_ACK = 0x10
+
+Iov = list[bytes | bytearray | memoryview]
+
+
+def vnet_header(gso_type: int, hdr_len: int, gso_size: int, csum_start: int, csum_offset: int) -> bytes:
+    """A virtio_net_hdr asking the kernel to finish the checksum (and segment when ``gso_type``)."""
+    return _VNET.pack(F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+def fold(s: int) -> int:
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def ones_sum(data: bytes | bytearray | memoryview) -> int:
+    """The 16-bit ones' complement sum of ``data`` (RFC 1071), not complemented.
+
+    2**16 is 1 modulo 0xFFFF, so the sum of the big-endian words is the value of the
+    bytes modulo 0xFFFF (0 stands for 0xFFFF, which only matters for all-zero data).
+    """
+    v = int.from_bytes(data, "big")
+    if len(data) & 1:
+        v <<= 8
+    s = v % 0xFFFF
+    return s if s or not v else 0xFFFF
+
+
+def ipv4_header_checksum(hdr: bytes | bytearray | memoryview) -> int:
+    """Checksum of a 20-byte IPv4 header (its checksum field must be zero)."""
+    return ~fold(sum(_IP4_WORDS.unpack_from(hdr, 0))) & 0xFFFF
+
+
+def _pseudo(buf: bytes | bytearray | memoryview, at: int, v4: bool, proto: int, l4len: int) -> int:
+    """Pseudo-header sum of the IP packet at ``at`` for an L4 length ``l4len``."""
+    if v4:
+        addrs = int.from_bytes(buf[at + 12 : at + 20], "big")
+    else:
+        addrs = int.from_bytes(buf[at + 8 : at + 40], "big")
+    return fold(addrs % 0xFFFF + proto + l4len)
+
+
+# --- ETR: coalesce a run of inner packets into one GSO write ----------------------------
+def coalesce(buf: bytearray, mv: memoryview, spans: list[tuple[int, int]]) -> list[Iov]:
+    """Group consecutive inner packets of one flow into GSO super-packets.
+
+    ``spans`` are (start, end) offsets of inner IP packets in ``buf`` that go to the same
+    TUN device, in arrival order.  Returns the writev() buffer lists: a single packet is
+    ``[NO_VNET, packet]``; a run is ``[vnet, merged headers, payload, payload, ...]``.
+    TCP segments join a run when addresses, ports, TOS, TTL, header lengths and flags
+    match and the sequence numbers are contiguous; UDP datagrams when addresses and
+    ports match and the sizes are equal (the last may be shorter).  PSH/FIN, a shorter
+    segment, or anything unusual ends a run.
+    """
+    out: list[Iov] = []
+    n = len(spans)
+    i = 0
+    while i < n:
+        s, e = spans[i]
+        b0 = buf[s]
+        if b0 == 0x45 and e - s >= 28 and not (buf[s + 6] & 0x3F or buf[s + 7]):
+            proto = buf[s + 9]
+            ihl = 20
+            v4 = True
+            ranges: tuple[tuple[int, int], ...] = ((0, 2), (6, 10), (12, 24))
+        elif b0 >> 4 == 6 and e - s >= 48:
+            proto = buf[s + 6]
+            ihl = 40
+            v4 = False
+            ranges = ((0, 4), (6, 44))
+        else:
+            out.append([NO_VNET, mv[s:e]])
+            i += 1
+            continue
+        if proto == 6 and e - s >= ihl + 20:
+            thl = (buf[s + ihl + 12] >> 4) << 2
+            flags = buf[s + ihl + 13]
+            hl = ihl + thl
+        elif proto == 17:
+            thl = 8
+            flags = 0
+            hl = ihl + 8
+        else:
+            out.append([NO_VNET, mv[s:e]])
+            i += 1
+            continue
+        size = e - s - hl
+        if size <= 0 or (proto == 6 and flags != TCP_ACK) or i + 1 >= n:
+            out.append([NO_VNET, mv[s:e]])
+            i += 1
+            continue
+        seq = _I.unpack_from(buf, s + ihl + 4)[0] if proto == 6 else 0
+        refs = [(a, b, buf[s + a : s + b]) for a, b in ranges]
+        j = i + 1
+        last_flags = flags
+        while j < n and j - i < MAX_RUN:
+            s2, e2 = spans[j]
+            size2 = e2 - s2 - hl
+            if size2 <= 0 or size2 > size:
+                break
+            ok = True
+            for a, b, ref in refs:
+                if buf[s2 + a : s2 + b] != ref:
+                    ok = False
+                    break
+            if not ok:
+                break
+            if proto == 6:
+                f2 = buf[s2 + ihl + 13]
+                if (
+                    (buf[s2 + ihl + 12] >> 4) << 2 != thl
+                    or f2 & ~TCP_PSH_FIN != TCP_ACK
+                    or _I.unpack_from(buf, s2 + ihl + 4)[0] != (seq + size * (j - i)) & 0xFFFFFFFF
+                ):
+                    break
+                last_flags = f2
+            j += 1
+            if size2 < size or last_flags & TCP_PSH_FIN:
+                break
+        if j - i == 1:
+            out.append([NO_VNET, mv[s:e]])
+            i += 1
+            continue
+        sl, el = spans[j - 1]
+        total_payload = size * (j - i - 1) + (el - sl - hl)
+        hdr = bytearray(buf[s : s + hl])
+        l4len = thl + total_payload
+        if v4:
+            hdr[2:4] = _H.pack(hl + total_payload)
+            hdr[10:12] = b"\x00\x00"
+            hdr[10:12] = _H.pack(ipv4_header_checksum(hdr))
+        else:
+            hdr[4:6] = _H.pack(l4len)
+        if proto == 6:
+            # ack, window and options of the newest segment; flags of the first plus PSH/FIN
+            hdr[ihl + 8 : hl] = buf[sl + ihl + 8 : sl + hl]
+            hdr[ihl + 13] = flags | (last_flags & TCP_PSH_FIN)
+            hdr[ihl + 16 : ihl + 18] = _H.pack(_pseudo(buf, s, v4, 6, l4len))
+            vnet = vnet_header(GSO_TCPV4 if v4 else GSO_TCPV6, hl, size, ihl, 16)
+        else:
+            hdr[ihl + 4 : ihl + 6] = _H.pack(l4len)
+            hdr[ihl + 6 : ihl + 8] = _H.pack(_pseudo(buf, s, v4, 17, l4len))
+            vnet = vnet_header(GSO_UDP_L4, hl, size, ihl, 6)
+        iov: Iov = [vnet, hdr]
+        for k in range(i, j):
+            a, b = spans[k]
+            iov.append(mv[a + hl : b])
+        out.append(iov)
+        i = j
+    return out
+
+
+# --- ITR: cut a TCP super-packet into MSS-sized packets ---------------------------------
+def segment_tcp(
+    pkt: memoryview, gso_size: int
+) -> list[tuple[bytes, memoryview]]:
+    """Split a TCP super-packet (TSO from the TUN) into (headers, payload) segments.
+
+    Each segment gets its IP header (length, IPv4 id + k, header checksum) and TCP
+    header (seq + k * gso_size; CWR only on the first, PSH/FIN only on the last) with a
+    complete TCP checksum, as the kernel's own software GSO would produce.
+    """
+    v4 = pkt[0] >> 4 == 4
+    ihl = (pkt[0] & 0x0F) << 2 if v4 else 40
+    thl = (pkt[ihl + 12] >> 4) << 2
+    hl = ihl + thl
+    total = len(pkt)
+    payload = total - hl
+    if gso_size <= 0 or payload <= gso_size:
+        return [(b"", pkt)]
+    ip = bytearray(pkt[:ihl])
+    tcp = bytearray(pkt[ihl:hl])
+    flags = tcp[13]
+    seq = _I.unpack_from(tcp, 4)[0]
+    ip_id = _H.unpack_from(ip, 4)[0] if v4 else 0
+    tcp[16:18] = b"\x00\x00"
+    addrs = _pseudo(pkt, 0, v4, 6, 0)
+    out: list[tuple[bytes, memoryview]] = []
+    off = hl
+    k = 0
+    while off < total:
+        end = min(off + gso_size, total)
+        seg_len = end - off
+        last = end == total
+        f = flags & ~(TCP_PSH_FIN | 0x80) if k else flags & ~TCP_PSH_FIN
+        if last:
+            f |= flags & TCP_PSH_FIN
+        tcp[4:8] = _I.pack((seq + k * gso_size) & 0xFFFFFFFF)
+        tcp[13] = f
+        tcp[16:18] = b"\x00\x00"
+        csum = fold(addrs + thl + seg_len + ones_sum(tcp) + ones_sum(pkt[off:end]))
+        tcp[16:18] = _H.pack(~csum & 0xFFFF or 0xFFFF)
+        if v4:
+            ip[2:4] = _H.pack(hl + seg_len)
+            ip[4:6] = _H.pack((ip_id + k) & 0xFFFF)
+            ip[10:12] = b"\x00\x00"
+            ip[10:12] = _H.pack(ipv4_header_checksum(ip))
+        else:
+            ip[4:6] = _H.pack(thl + seg_len)
+        out.append((bytes(ip) + bytes(tcp), pkt[off:end]))
+        off = end
+        k += 1
+    return out
+
+
+def complete_checksum(buf: bytearray, at: int, end: int, start: int, offset: int) -> None:
+    """Finish a partial (CHECKSUM_PARTIAL) transport checksum of the packet at ``at``.
+
+    The field already holds the pseudo-header sum; add the sum of the bytes from
+    ``start`` (relative to the packet) and store the complement.
+    """
+    begin = at + start
+    s = ones_sum(memoryview(buf)[begin:end])
+    csum = ~s & 0xFFFF or 0xFFFF
+    pos = begin + offset
+    buf[pos] = csum >> 8
+    buf[pos + 1] = csum & 0xFF
+
+
+__all__ = [
+    "GSO_TCPV4",
+    "GSO_TCPV6",
+    "GSO_UDP_L4",
+    "NO_VNET",
+    "VNET_HDR_LEN",
+    "coalesce",
+    "complete_checksum",
+    "ipv4_header_checksum",
+    "ones_sum",
+    "segment_tcp",
+    "vnet_header",
+]
