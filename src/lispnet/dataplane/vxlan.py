@@ -491,6 +491,8 @@ class VxlanDataplane:
             dst = IPv6Address(pkt[24:40])
         else:
             return
+        if dst.is_multicast or dst.is_link_local or dst == IPv4Address("255.255.255.255"):
+            return  # the TUN's own neighbour discovery / MLD, not traffic to resolve
         self._counts["misses"] += 1
         key = (iid, dst.packed)
         seen = self._punted.get(key, 0)
