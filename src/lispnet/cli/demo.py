@@ -27,20 +27,25 @@ def register(app: typer.Typer) -> None:
     def demo(
         topology: str = typer.Argument("demo", help="Topology (default: the built-in demo lab)."),
         keep: bool = typer.Option(False, "--keep", help="Leave the lab running afterwards."),
-        dataplane: str = typer.Option("tun", "--dataplane", help="tun | ebpf | vxlan-gpe | vxlan (xTR nodes)."),
+        dataplane: str = typer.Option(
+            "tun", "--dataplane",
+            help="tun | ebpf | vxlan-gpe | vxlan for every xTR, or per router: ebpf,xtr2=tun (a TUN xTR and "
+                 "an eBPF xTR talking LISP).",
+        ),  # fmt: skip
         name: str = typer.Option("demo", "--name", help="Lab name (namespaces are NAME-NODE)."),
     ) -> None:
         """Build a LISP network in namespaces: MS/MR, two xTR sites, a PxTR, hosts; ping across it."""
         from ..lab.checks import CheckResult, demo_checks
         from ..lab.lab import LabError, down, up
-        from ..lab.topology import TopologyError, load_topology
+        from ..lab.topology import TopologyError, load_topology, parse_dataplanes
         from .lab import nodes_table
 
         rows: list[tuple[str, str, str]] = []
         failed: list[str] = []
         t0 = time.monotonic()
         try:
-            topo = load_topology(topology).with_name(name)
+            default_dp, per_node = parse_dataplanes(dataplane)
+            topo = load_topology(topology).with_name(name).with_dataplanes(per_node)
         except TopologyError as e:
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(2) from None
@@ -53,7 +58,7 @@ def register(app: typer.Typer) -> None:
                     live.update(_table(rows))
 
                 try:
-                    lab = up(topo, dataplane, progress=progress)
+                    lab = up(topo, default_dp, progress=progress)
                     rows.clear()
                     rows.append(("✔", "lab up, every ETR registered with the Map-Server",
                                  f"{len(lab.nodes)} nodes in {time.monotonic() - t0:.1f} s"))
@@ -68,12 +73,16 @@ def register(app: typer.Typer) -> None:
                     rows.append(("…", "running", ""))
                     live.update(_table(rows))
                     try:
-                        res: CheckResult = thunk()
+                        out = thunk()
+                        results: list[CheckResult] = out if isinstance(out, list) else [out]
                     except Exception as e:  # noqa: BLE001 - a failed check, not a crash
-                        res = CheckResult(_key, False, f"error: {e}")
-                    rows[-1] = ("✔" if res.ok else "✘", res.name, res.detail)
-                    if not res.ok:
-                        failed.append(res.name)
+                        results = [CheckResult(_key, False, f"error: {e}")]
+                    rows.pop()
+                    for res in results:
+                        mark = "–" if res.not_applicable else ("✔" if res.ok else "✘")
+                        rows.append((mark, res.name, res.detail))
+                        if not res.ok and not res.not_applicable:
+                            failed.append(res.name)
                     live.update(_table(rows))
             if lab is not None:
                 console.print(nodes_table(lab))

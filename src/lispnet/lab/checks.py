@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from .lab import Lab, _get_json
+from .lab import Lab, _get_json, ns_popen
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +19,8 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    not_applicable: bool = False
+    """A check impossible on this backend by design: shown, not counted as a failure."""
 
 
 def ping(lab: Lab, node: str, dst: str, count: int = 3, interval: float = 0.2, wait: float = 2.0) -> tuple[int, int]:
@@ -62,9 +69,79 @@ def first_packet_check(lab: Lab) -> CheckResult:
                        f"{got}/{sent} replies, Map-Requests sent by xtr1: {before} -> {after}")
 
 
-def demo_checks(lab: Lab) -> list[tuple[str, Any]]:
-    """The demo's checks in order, as (title, thunk) pairs."""
+def dataplane_check(lab: Lab) -> CheckResult:
+    """Every xTR / PxTR runs the backend its node file asks for (no silent TUN fallback)."""
+    want = {r.name: (r.dataplane or lab.dataplane) for r in lab.topology.routers if r.kind != "msmr"}
+    got = {name: str(api(lab, name, "/xtr/stats").get("dataplane")) for name in want}
+    ok = all(got[n] == want[n] for n in want)
+    return CheckResult("each xTR runs the requested data plane", ok,
+                       ", ".join(f"{n}: {got[n]}" + ("" if got[n] == want[n] else f" (wanted {want[n]})") for n in got))
+
+
+LISP_KINDS = ("tun", "ebpf")
+VXLAN_PORTS = {"vxlan-gpe": 4790, "vxlan": 4789}
+
+
+def _sender_kind(lab: Lab, node: str) -> str:
+    return lab.topology.router(node).dataplane or lab.dataplane
+
+
+def underlay_checks(lab: Lab) -> list[CheckResult]:
+    """Capture xtr1's underlay port during h1 -> h2 (iid 0) and h1b -> h2b (iid 100) pings
+    and decode it with tshark: LISP with N, I (instance-id) and L bits for tun/ebpf,
+    the instance-id as VNI for VXLAN (which carries no nonce and no locator-status bits)."""
+    kind = _sender_kind(lab, "xtr1")
+    if shutil.which("tshark") is None or shutil.which("tcpdump") is None:
+        return [CheckResult("underlay decodes in tshark", True, "tcpdump/tshark not installed", not_applicable=True)]
+    port = 4341 if kind in LISP_KINDS else VXLAN_PORTS[kind]
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = os.path.join(tmp, "ul.pcap")
+        cap = ns_popen(lab.topology.underlay_ns, ["tcpdump", "-i", "u-xtr1", "-U", "-w", pcap, f"udp dst port {port}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.8)
+            ping(lab, "h1", "10.2.0.10", count=3)
+            ping(lab, "h1b", "10.2.0.20", count=3)
+            time.sleep(0.3)
+        finally:
+            cap.terminate()
+            cap.wait(5)
+        if kind in LISP_KINDS:
+            fields = ["lisp-data.flags.nonce", "lisp-data.nonce", "lisp-data.flags.iid", "lisp-data.iid",
+                      "lisp-data.flags.lsb"]
+            decode: list[str] = []
+        else:
+            fields = ["vxlan.vni"]
+            decode = ["-d", f"udp.port=={port},{'vxlan_gpe' if kind == 'vxlan-gpe' else 'vxlan'}"]
+        cmd = ["tshark", "-r", pcap, *decode, "-Y", "icmp.type == 8", "-T", "fields", "-E", "separator=|"]
+        for f in fields:
+            cmd += ["-e", f]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    if kind in LISP_KINDS:
+        iids = [int(r[3] or 0) if r[2] in ("1", "True") else 0 for r in rows]
+        nonces = {r[1] for r in rows}
+        n_ok = bool(rows) and all(r[0] in ("1", "True") for r in rows) and len(nonces) > 1
+        l_ok = bool(rows) and all(r[4] in ("1", "True") for r in rows)
+        ok = n_ok and l_ok and 0 in iids and 100 in iids
+        return [CheckResult(
+            f"underlay decodes as LISP (tshark): N bit + nonce, I bit + instance-id, L bit ({kind})", ok,
+            f"{len(rows)} echo requests from xtr1, instance-ids {sorted(set(iids))}, {len(nonces)} distinct nonces, "
+            f"L bit {'set' if l_ok else 'missing'}")]
+    vnis = sorted({int(r[0]) for r in rows if r[0]})
     return [
+        CheckResult(f"underlay decodes as {kind.upper()} (tshark), VNI = instance-id", bool(rows) and vnis == [0, 100],
+                    f"{len(rows)} echo requests from xtr1 on UDP {port}, VNIs {vnis}"),
+        CheckResult("nonce and locator-status bits on the wire", True,
+                    f"not applicable: a {kind.upper()} header carries no LISP nonce or locator-status bits (by design)",
+                    not_applicable=True),
+    ]
+
+
+def demo_checks(lab: Lab) -> list[tuple[str, Any]]:
+    """The demo's checks in order, as (title, thunk) pairs; a thunk returns one or more results."""
+    return [
+        ("dataplane", lambda: dataplane_check(lab)),
         ("first packet", lambda: first_packet_check(lab)),
         ("map-cache", lambda: CheckResult("map-cache of xtr1 holds 10.2.0.0/24", cache_has(lab, "xtr1", "10.2.0.0/24"),
                                           str([e["eid-prefix"] for e in api(lab, "xtr1", "/map-cache")]))),
@@ -77,6 +154,7 @@ def demo_checks(lab: Lab) -> list[tuple[str, Any]]:
                                     expect=False, count=2)),
         ("iso2", lambda: check_ping(lab, "isolation: h1b (iid 100) cannot reach h2 (iid 0)", "h1b", "10.2.0.10",
                                     expect=False, count=2)),
+        ("underlay", lambda: underlay_checks(lab)),
     ]
 
 
@@ -92,4 +170,7 @@ def pxtr_check(lab: Lab) -> CheckResult:
                        f"IPv4 {got}/{sent}, IPv6 {got6}/{sent6}; pxtr decapsulated {dec}, encapsulated {enc}")
 
 
-__all__ = ["CheckResult", "check_ping", "demo_checks", "ping", "api", "cache_has", "forwarding"]
+__all__ = [
+    "CheckResult", "check_ping", "dataplane_check", "demo_checks", "ping", "api", "cache_has", "forwarding",
+    "underlay_checks",
+]

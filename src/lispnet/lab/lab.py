@@ -171,6 +171,8 @@ class Lab:
     topology: Topology
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     mgmt_prefix: str = ""
+    dataplane: str = "tun"
+    """The default backend of the xTRs (a router's own ``dataplane`` key wins)."""
 
     @property
     def name(self) -> str:
@@ -192,7 +194,7 @@ class Lab:
         d = state_dir(self.name)
         d.mkdir(parents=True, exist_ok=True)
         (d / "lab.json").write_text(
-            json.dumps({"name": self.name, "mgmt": self.mgmt_prefix,
+            json.dumps({"name": self.name, "mgmt": self.mgmt_prefix, "dataplane": self.dataplane,
                         "nodes": {n: i.to_json() for n, i in self.nodes.items()}}, indent=2)
         )
 
@@ -319,6 +321,7 @@ def build(topo: Topology, progress: Progress = _noop) -> Lab:
 
 def start_daemons(lab: Lab, dataplane: str = "tun", progress: Progress = _noop) -> None:
     topo = lab.topology
+    lab.dataplane = dataplane
     d = state_dir(topo.name)
     d.mkdir(parents=True, exist_ok=True)
     order = sorted(topo.routers, key=lambda r: r.kind != "msmr")  # the mapping system first
@@ -464,6 +467,7 @@ def attach(topo: Topology) -> Lab:
     lab = Lab(topo)
     if state:
         lab.mgmt_prefix = state.get("mgmt", "")
+        lab.dataplane = state.get("dataplane", "tun")
         for n, d in state.get("nodes", {}).items():
             lab.nodes[n] = NodeInfo(d["name"], d["kind"], d["namespace"], d.get("addresses", []), d.get("api"),
                                     d.get("pid"), d.get("config"), d.get("log"))

@@ -16,6 +16,7 @@ lab name (namespaces ``LAB-NODE``), so two labs with different names never colli
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
@@ -97,6 +98,14 @@ class Topology:
     def with_name(self, name: str) -> Topology:
         return Topology(name, self.underlay, self.key, self.routers, self.hosts, self.mtu, self.api_port, self.extra)
 
+    def with_dataplanes(self, per_node: dict[str, str]) -> Topology:
+        """This topology with ``dataplane`` set on the named routers (``{"xtr2": "tun"}``)."""
+        unknown = set(per_node) - {r.name for r in self.routers}
+        if unknown:
+            raise TopologyError(f"no router {', '.join(sorted(unknown))}")
+        routers = tuple(dataclasses.replace(r, dataplane=per_node.get(r.name, r.dataplane)) for r in self.routers)
+        return dataclasses.replace(self, routers=routers)
+
 
 def _req(d: dict[str, Any], key: str, where: str) -> Any:
     if key not in d:
@@ -128,7 +137,10 @@ def parse_topology(data: dict[str, Any]) -> Topology:
             addrs = tuple(str(ipaddress.ip_interface(a)) for a in _req(lan, "addresses", lw))
             eids = tuple(lan.get("eid-prefixes", [str(ipaddress.ip_interface(a).network) for a in addrs]))
             lans.append(Lan(str(_req(lan, "name", lw)), int(lan.get("instance-id", 0)), addrs, eids))
-        routers.append(Router(rname, kind, rlocs, prios, tuple(lans), r.get("dataplane")))
+        dp = r.get("dataplane")
+        if dp is not None and dp not in ("tun", "ebpf", "vxlan-gpe", "vxlan"):
+            raise TopologyError(f"{where}.dataplane: one of tun, ebpf, vxlan-gpe, vxlan")
+        routers.append(Router(rname, kind, rlocs, prios, tuple(lans), dp))
     hosts = []
     names = {r.name for r in routers}
     for i, h in enumerate(data.get("host", [])):
@@ -158,6 +170,23 @@ def parse_topology(data: dict[str, Any]) -> Topology:
         mtu=int(lab.get("mtu", 1600)),
         api_port=int(lab.get("api-port", 8080)),
     )
+
+
+def parse_dataplanes(spec: str) -> tuple[str, dict[str, str]]:
+    """``ebpf`` or ``xtr1=ebpf,xtr2=tun`` or ``ebpf,xtr2=tun`` -> (default, per-router)."""
+    from ..dataplane.select import KINDS
+
+    default = "tun"
+    per_node: dict[str, str] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        node, _, kind = part.rpartition("=")
+        if kind not in KINDS:
+            raise TopologyError(f"dataplane {kind!r}: one of {', '.join(KINDS)}")
+        if node:
+            per_node[node] = kind
+        else:
+            default = kind
+    return default, per_node
 
 
 def load_topology(path_or_name: str) -> Topology:
@@ -250,4 +279,7 @@ def node_config(topo: Topology, router: Router, api: str, dataplane: str = "tun"
     return doc
 
 
-__all__ = ["Host", "Lan", "Router", "Topology", "TopologyError", "load_topology", "node_config", "parse_topology", "to_toml"]
+__all__ = [
+    "Host", "Lan", "Router", "Topology", "TopologyError", "load_topology", "node_config", "parse_dataplanes",
+    "parse_topology", "to_toml",
+]

@@ -117,6 +117,25 @@ def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | N
     return select_backend(name, rloc_ifaces=rloc_ifaces)
 
 
+UDP_NO_CHECK6_RX = 102
+
+
+def accept_zero_udp6_checksums(dp: Dataplane) -> None:
+    """RFC 9300 section 5.3: an ETR MUST accept LISP packets with a zero UDP checksum,
+    which ITRs SHOULD send, also over IPv6 (RFC 6935/6936; the eBPF ITR does).  Linux
+    drops them on a UDP6 socket unless ``UDP_NO_CHECK6_RX`` is set, so set it on a
+    user-space backend's receive sockets.  (Belongs in the TUN backend's ``_open_rx``;
+    kept here until it moves there.)"""
+    import socket
+
+    for sock in list(getattr(dp, "_rx", {}).values()):
+        if isinstance(sock, socket.socket) and sock.family == socket.AF_INET6:
+            try:
+                sock.setsockopt(socket.IPPROTO_UDP, UDP_NO_CHECK6_RX, 1)
+            except OSError:
+                pass
+
+
 def cache_entry_view(e: MapCacheEntry, now: float) -> dict[str, Any]:
     return {
         "eid-prefix": f"{e.prefix.address}/{e.prefix.mask_len}",
@@ -211,6 +230,7 @@ async def build_xtr(ctx: RoleContext) -> RoleRuntime:
         if hasattr(dp, "on_lsb"):
             dp.on_lsb = on_lsb
         dp.start(on_miss)
+        accept_zero_udp6_checksums(dp)
         logger.info("xTR data plane %s up: instances %s, RLOCs %s", dp.name, instances, [str(r) for r in rlocs])
 
     def on_event(ev: Event) -> None:
