@@ -53,8 +53,8 @@ import os
 import secrets
 import select
 import socket
+import struct
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -64,9 +64,9 @@ from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from . import netlink
 from .base import FwdEntry, IPAddr, Miss, MissCallback
-from .encap import DATA_PORT, choose_locator, lisp_header
+from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
 from .tun_gso import NO_VNET, VNET_HDR_LEN, coalesce, complete_checksum, segment_tcp
-from .udp_gso import GRO_CMSG_SPACE, GsoSender, enable_gro, gro_segment_size
+from .udp_gso import GRO_CMSG_SPACE, MAX_BYTES, MAX_SEGMENTS, enable_gro, gro_segment_size, send_batch
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,11 @@ TUN_TXQLEN = 4096
 BUDGET = 64
 """Packets read (or GRO batches received) per fd per wake-up."""
 READ_MAX = 65536 + VNET_HDR_LEN
-ARENA_SIZE = 1 << 20
+_KEY4 = struct.Struct("!6xHxB2x12s")
+"""IPv4 (no options): (fragment field, protocol, addresses + ports)."""
+_KEY6 = struct.Struct("!6xBx36s")
+"""IPv6: (next header, addresses + ports)."""
+Buf = bytes | bytearray | memoryview
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
@@ -111,6 +115,23 @@ class _Compiled:
     only: int | None = None
     drop_reason: str = ""
     counters: list[list[int]] = field(default_factory=list)
+
+
+class _Flow:
+    """A 5-tuple's forwarding decision (socket = outer source port, RLOC, LISP header,
+    per-RLOC counters) and its pending ``UDP_SEGMENT`` batch."""
+
+    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "nbytes")
+
+    def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int]) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.header = header
+        self.ctr = ctr
+        self.iov: list[Buf] = []
+        self.seg = 0
+        self.count = 0
+        self.nbytes = 0
 
 
 class _Table:
@@ -172,12 +193,15 @@ class TunDataplane:
         self._threads: list[threading.Thread] = []
         self._epoll: Any = None
         self._kinds: dict[int, tuple[int, Any]] = {}
-        self._arena = bytearray(ARENA_SIZE)
+        # one read slot per packet of a drain: a TSO super-packet or one MTU-sized packet
+        self._slot_size = READ_MAX if self.tso else max(2048, (mtu + VNET_HDR_LEN + 63) & ~63)
+        self._arena = bytearray(BUDGET * self._slot_size)
         self._arena_mv = memoryview(self._arena)
+        self._slots = [[self._arena_mv[k * self._slot_size : (k + 1) * self._slot_size]] for k in range(BUDGET)]
+        self._flows5: dict[int, dict[Any, _Flow]] = {}
         self._rbuf = bytearray(65536)
         self._rbuf_mv = memoryview(self._rbuf)
-        self._sender = GsoSender(self._drop, gso)
-        self._direct = GsoSender(self._drop, gso=False)
+        self._sends = [0, 0]
         self._stopping = threading.Event()
         self._started = False
         self._created_tables: set[int] = set()
@@ -375,6 +399,7 @@ class TunDataplane:
         # publish: the forwarding threads pick up the new objects on their next packet
         self._tables = tables
         self._flow = {}
+        self._flows5 = {}
         self._punted = {}
 
     def _compile(self, entry: FwdEntry) -> _Compiled:
@@ -450,96 +475,197 @@ class TunDataplane:
 
     # --- the ITR fast path ---------------------------------------------------------------
     def _drain_tun(self, fd: int, iid: int) -> None:
-        """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches."""
+        """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches.
+
+        Each read lands in its own slot of the arena, so the queued packets stay valid
+        until the batches leave at the end of the drain.  The common packet (IPv4 without
+        options or IPv6, TCP or UDP, not a fragment, no offload work) costs one unpack for
+        its 5-tuple, one dict lookup and two list appends.
+        """
         arena = self._arena
         mv = self._arena_mv
+        slots = self._slots
+        slot_size = self._slot_size
         readv = os.readv
-        sender = self._sender
         off = VNET_HDR_LEN if self.offload else 0
-        limit = ARENA_SIZE - READ_MAX
-        flow_get = self._flow.get
-        tx_get = self._tx.get
-        crc32 = zlib.crc32
-        pos = 0
+        flows = self._flows5.get(iid)
+        if flows is None:
+            flows = self._flows5[iid] = {}
+        flows_get = flows.get
+        key4 = _KEY4.unpack_from
+        key6 = _KEY6.unpack_from
+        pending: list[_Flow] = []
         try:
-            for _ in range(BUDGET):
-                if pos > limit:
-                    sender.flush()
-                    pos = 0
+            for k in range(BUDGET):
                 try:
-                    n = readv(fd, [mv[pos : pos + READ_MAX]])
+                    n = readv(fd, slots[k])
                 except BlockingIOError:
                     break
                 except OSError as e:
-                    if e.errno == errno.EBADF:
-                        return
-                    self._drop("tun-read-error")
+                    if e.errno != errno.EBADF:
+                        self._drop("tun-read-error")
                     break
-                h0 = pos
-                p = pos + off
+                base = k * slot_size
+                p = base + off
                 m = n - off
-                pos += (n + 15) & ~15
-                if m < 20:
-                    self._drop("short-packet")
+                if m < 40 or (off and (arena[base + 1] or arena[base] & 1)):
+                    self._tun_slow(iid, flows, base, n, pending)
                     continue
-                gso_size = 0
-                if off:
-                    # virtio_net_hdr: a TSO super-packet (TUN_F_TSO*) is cut into MSS-sized
-                    # packets; a single packet with a partial checksum (TUN_F_CSUM) gets it now
-                    if arena[h0 + 1]:
-                        gso_size = arena[h0 + 4] | arena[h0 + 5] << 8
-                    elif arena[h0] & 1:
-                        complete_checksum(arena, p, p + m, arena[h0 + 6] | arena[h0 + 7] << 8,
-                                          arena[h0 + 8] | arena[h0 + 9] << 8)
                 b0 = arena[p]
-                if b0 >> 4 == 4:
-                    ver = 4
-                    dst = bytes(arena[p + 16 : p + 20])
+                if b0 == 0x45:
+                    key = key4(arena, p)
+                    if key[1] not in (6, 17) or key[0] & 0x3FFF:
+                        self._tun_slow(iid, flows, base, n, pending)
+                        continue
                 elif b0 >> 4 == 6:
-                    if m < 40:
-                        self._drop("short-packet")
+                    key = key6(arena, p)
+                    if key[0] not in (6, 17):
+                        self._tun_slow(iid, flows, base, n, pending)
                         continue
-                    ver = 6
-                    dst = bytes(arena[p + 24 : p + 40])
                 else:
-                    self._drop("not-ip")
+                    self._tun_slow(iid, flows, base, n, pending)
                     continue
-                key = (iid, dst)
-                c = flow_get(key)
-                if c is None:
-                    c = self._lookup(iid, ver, key)
-                    if c is None:
-                        self._punt(iid, key, mv[p : p + m])
+                f = flows_get(key)
+                if f is None:
+                    f = self._new_flow(iid, flows, key, p, m)
+                    if f is None:
                         continue
-                if c.kind != _ENCAP:
-                    self._other(c, iid, key, ver, dst, mv[p : p + m], m)
+                ln = m + 8
+                cnt = f.count
+                if cnt:
+                    if ln == f.seg and cnt < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
+                        f.iov += (f.header, mv[p : p + m])
+                        f.count = cnt + 1
+                        f.nbytes += ln
+                        continue
+                    self._flow_add(f, [f.header, mv[p : p + m]], ln, pending)
                     continue
-                if ver == 4:
-                    ihl = (b0 & 0x0F) << 2
-                    h = crc32(arena[p + 12 : p + 20], crc32(arena[p + ihl : p + ihl + 4], arena[p + 9]))
-                else:
-                    h = crc32(arena[p + 8 : p + 40], crc32(arena[p + 40 : p + 44], arena[p + 6]))
-                idx = c.only
-                if idx is None:
-                    idx = choose_locator(c.locs, h)
-                    if idx is None:
-                        self._drop("no-usable-rloc")
-                        continue
-                fam, addr, _text = c.dsts[idx]
-                sock = tx_get((fam, h & 0x0FFF))
-                if sock is None:
-                    sock = self._tx_socket(fam, h & 0x0FFF)
-                if gso_size and m > gso_size:
-                    self._gso_rx[0] += 1
-                    hdr = c.header
-                    ctr = c.counters[idx]
-                    for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
-                        ln = len(seg_hdr) + len(payload)
-                        sender.add(sock, addr, ctr, [hdr, seg_hdr, payload], ln + 8, ln)
-                else:
-                    sender.add(sock, addr, c.counters[idx], [c.header, mv[p : p + m]], m + 8, m)
+                f.iov = [f.header, mv[p : p + m]]
+                f.seg = f.nbytes = ln
+                f.count = 1
+                pending.append(f)
         finally:
-            sender.flush()
+            for f in pending:
+                if f.count:
+                    self._flush(f)
+
+    def _flow_add(self, f: _Flow, parts: list[Buf], ln: int, pending: list[_Flow]) -> None:
+        """Queue one encapsulated packet on its flow's batch (general case)."""
+        if f.count:
+            if ln <= f.seg and f.count < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
+                f.iov += parts
+                f.count += 1
+                f.nbytes += ln
+                if ln < f.seg:  # only the last segment of a batch may be shorter
+                    self._flush(f)
+                return
+            self._flush(f)
+        f.iov = list(parts)
+        f.seg = f.nbytes = ln
+        f.count = 1
+        if f not in pending:
+            pending.append(f)
+
+    def _flush(self, f: _Flow) -> None:
+        count = f.count
+        reason = send_batch(f.sock, f.addr, f.iov, f.seg, count, self.gso)
+        f.iov = []
+        f.count = 0
+        if reason is None:
+            ctr = f.ctr
+            ctr[0] += count
+            ctr[1] += f.nbytes - 8 * count
+            self._sends[0] += 1
+            self._sends[1] += count
+        else:
+            self._drop(reason)
+
+    def _tun_slow(self, iid: int, flows: dict[Any, _Flow], base: int, n: int, pending: list[_Flow]) -> None:
+        """Everything off the common path: offload work, fragments, other protocols, short packets."""
+        arena = self._arena
+        off = VNET_HDR_LEN if self.offload else 0
+        p = base + off
+        m = n - off
+        if m < 20:
+            self._drop("short-packet")
+            return
+        gso_size = 0
+        if off:
+            # virtio_net_hdr: a TSO super-packet (TUN_F_TSO*) is cut into MSS-sized
+            # packets; a single packet with a partial checksum (TUN_F_CSUM) gets it now
+            if arena[base + 1]:
+                gso_size = arena[base + 4] | arena[base + 5] << 8
+            elif arena[base] & 1:
+                complete_checksum(arena, p, p + m, arena[base + 6] | arena[base + 7] << 8,
+                                  arena[base + 8] | arena[base + 9] << 8)
+        b0 = arena[p]
+        key: tuple[Any, ...]
+        if b0 == 0x45:
+            key = _KEY4.unpack_from(arena, p)
+            cacheable = key[1] in (6, 17) and not key[0] & 0x3FFF
+        elif b0 >> 4 == 4:
+            ihl = (b0 & 0x0F) << 2
+            if m < ihl + 4:
+                self._drop("short-packet")
+                return
+            key = (arena[p + 9], bytes(arena[p + 12 : p + 20]), bytes(arena[p + ihl : p + ihl + 4]))
+            cacheable = False
+        elif b0 >> 4 == 6:
+            if m < 40:
+                self._drop("short-packet")
+                return
+            key = _KEY6.unpack_from(arena, p)
+            cacheable = key[0] in (6, 17)
+        else:
+            self._drop("not-ip")
+            return
+        f = flows.get(key) if cacheable else None
+        if f is None:
+            f = self._new_flow(iid, flows if cacheable else None, key, p, m)
+            if f is None:
+                return
+        mv = self._arena_mv
+        if gso_size and m > gso_size + 40 and arena[p + (9 if b0 >> 4 == 4 else 6)] == 6:
+            self._gso_rx[0] += 1
+            hdr = f.header
+            for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
+                ln = len(seg_hdr) + len(payload)
+                self._flow_add(f, [hdr, seg_hdr, payload], ln + 8, pending)
+        else:
+            self._flow_add(f, [f.header, mv[p : p + m]], m + 8, pending)
+
+    def _new_flow(self, iid: int, flows: dict[Any, _Flow] | None, key: Any, p: int, m: int) -> _Flow | None:
+        """Resolve a new flow: map-cache lookup, RLOC choice, socket.  Handles the packet
+        itself (punt, native, drop) and returns None when it is not encapsulated."""
+        pkt = self._arena_mv[p : p + m]
+        return self._resolve(iid, flows, key, pkt, m)
+
+    def _resolve(self, iid: int, flows: dict[Any, _Flow] | None, key: Any, pkt: memoryview, m: int) -> _Flow | None:
+        ver = pkt[0] >> 4
+        dst = bytes(pkt[16:20]) if ver == 4 else bytes(pkt[24:40])
+        dkey = (iid, dst)
+        c = self._flow.get(dkey) or self._lookup(iid, ver, dkey)
+        if c is None:
+            self._punt(iid, dkey, pkt)
+            return None
+        if c.kind != _ENCAP:
+            self._other(c, iid, dkey, ver, dst, pkt, m)
+            return None
+        h = flow_hash(pkt)
+        idx = c.only
+        if idx is None:
+            idx = choose_locator(c.locs, h)
+            if idx is None:
+                self._drop("no-usable-rloc")
+                return None
+        fam, addr, _text = c.dsts[idx]
+        sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
+        f = _Flow(sock, addr, c.header, c.counters[idx])
+        if flows is not None:
+            if len(flows) >= FLOW_CACHE_MAX:
+                flows.clear()
+            flows[key] = f
+        return f
 
     def _lookup(self, iid: int, ver: int, key: tuple[int, bytes]) -> _Compiled | None:
         table = self._tables.get((iid, ver))
@@ -573,35 +699,15 @@ class TunDataplane:
     def _forward(self, iid: int, pkt: memoryview, n: int) -> None:
         """Forward one packet right away (``inject`` from the daemon's loop)."""
         ver = pkt[0] >> 4
-        if ver == 4 and n >= 20:
-            dst = bytes(pkt[16:20])
-        elif ver == 6 and n >= 40:
-            dst = bytes(pkt[24:40])
-        else:
+        if (ver != 4 or n < 20) and (ver != 6 or n < 40):
             self._drop("not-ip" if ver not in (4, 6) else "short-packet")
             return
-        key = (iid, dst)
-        c = self._flow.get(key) or self._lookup(iid, ver, key)
-        if c is None:
-            self._punt(iid, key, pkt)
-            return
-        if c.kind != _ENCAP:
-            self._other(c, iid, key, ver, dst, pkt, n)
-            return
-        if ver == 4:
-            ihl = (pkt[0] & 0x0F) << 2
-            h = zlib.crc32(pkt[12:20], zlib.crc32(pkt[ihl : ihl + 4], pkt[9]))
-        else:
-            h = zlib.crc32(pkt[8:40], zlib.crc32(pkt[40:44], pkt[6]))
-        idx = c.only
-        if idx is None:
-            idx = choose_locator(c.locs, h)
-            if idx is None:
-                self._drop("no-usable-rloc")
-                return
-        fam, addr, _text = c.dsts[idx]
-        sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
-        self._direct.add(sock, addr, c.counters[idx], [c.header, pkt], n + 8, n)
+        f = self._resolve(iid, None, None, pkt, n)
+        if f is not None:
+            f.iov = [f.header, pkt]
+            f.seg = f.nbytes = n + 8
+            f.count = 1
+            self._flush(f)
 
     def _punt(self, iid: int, key: tuple[int, bytes], pkt: memoryview) -> None:
         self._misses[0] += 1
@@ -779,8 +885,8 @@ class TunDataplane:
         out["decap.bytes"] = dec_b
         out["gso.super-packets"] = self._gso_rx[0]
         out["gso.coalesced-writes"] = self._gso_tx[0]
-        out["gso.udp-sends"] = self._sender.sends
-        out["gso.udp-packets"] = self._sender.packets
+        out["gso.udp-sends"] = self._sends[0]
+        out["gso.udp-packets"] = self._sends[1]
         out["native.packets"] = self._native[0]
         out["native.bytes"] = self._native[1]
         for reason, n in list(self._drops.items()):

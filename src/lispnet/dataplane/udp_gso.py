@@ -12,7 +12,7 @@ Receiving: ``UDP_GRO`` on the 4341 sockets lets the kernel hand over such a batc
 packets its GRO merged) as one buffer plus the segment size in a control message.
 
 When the kernel refuses a batch (segment bigger than the path MTU, no GSO support) the
-packets are sent one by one, and that socket stops using GSO.
+packets are sent one by one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Callable
+from typing import Any
 
 UDP_SEGMENT = 103
 UDP_GRO = 104
@@ -31,8 +31,6 @@ MAX_BYTES = 65000
 GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 Buf = bytes | bytearray | memoryview
-Counter = list[int]
-DropFn = Callable[[str], None]
 
 _SEG = struct.Struct("=H")
 
@@ -54,113 +52,37 @@ def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
     return 0
 
 
-class _Batch:
-    __slots__ = ("sock", "addr", "seg", "iov", "nseg", "nbytes", "ctr", "inner")
+def send_batch(
+    sock: socket.socket, addr: tuple[Any, ...], iov: list[Buf], seg: int, nseg: int, gso: bool = True
+) -> str | None:
+    """Send ``nseg`` packets of ``seg`` bytes (the last may be shorter) held in ``iov``.
 
-    def __init__(self, sock: socket.socket, addr: tuple[str, int], seg: int, ctr: Counter) -> None:
-        self.sock = sock
-        self.addr = addr
-        self.seg = seg
-        self.iov: list[Buf] = []
-        self.nseg = 0
-        self.nbytes = 0
-        self.ctr = ctr
-        self.inner = 0
-
-
-class GsoSender:
-    """Batches encapsulated packets per (socket, RLOC) and sends them with UDP_SEGMENT."""
-
-    def __init__(self, drop: DropFn, gso: bool = True) -> None:
-        self._drop = drop
-        self.gso = gso
-        self._batches: dict[tuple[int, tuple[str, int]], _Batch] = {}
-        self._no_gso: set[int] = set()
-        self.sends = 0
-        self.packets = 0
-
-    def add(
-        self, sock: socket.socket, addr: tuple[str, int], ctr: Counter, parts: list[Buf], length: int, inner: int
-    ) -> None:
-        """Queue one packet of ``length`` bytes made of ``parts``; ``ctr`` counts it once sent."""
-        key = (id(sock), addr)
-        b = self._batches.get(key)
-        if b is not None:
-            if (
-                b.ctr is ctr
-                and length <= b.seg
-                and b.nseg < MAX_SEGMENTS
-                and b.nbytes + length <= MAX_BYTES
-            ):
-                b.iov.extend(parts)
-                b.nseg += 1
-                b.nbytes += length
-                b.inner += inner
-                if length < b.seg:  # only the last segment may be shorter
-                    del self._batches[key]
-                    self._send(b)
-                return
-            del self._batches[key]
-            self._send(b)
-        b = _Batch(sock, addr, length, ctr)
-        b.iov.extend(parts)
-        b.nseg = 1
-        b.nbytes = length
-        b.inner = inner
-        if not self.gso:
-            self._send(b)
-            return
-        self._batches[key] = b
-
-    def flush(self) -> None:
-        if self._batches:
-            batches = list(self._batches.values())
-            self._batches.clear()
-            for b in batches:
-                self._send(b)
-
-    def _send(self, b: _Batch) -> None:
-        sock = b.sock
+    One ``sendmsg`` with ``UDP_SEGMENT`` when ``nseg > 1``; if the kernel refuses it
+    (segment above the path MTU, no GSO) the packets go one by one.  Returns None when
+    all left, else a drop reason.
+    """
+    if nseg == 1 or gso:
         try:
-            if b.nseg == 1:
-                sock.sendmsg(b.iov, (), 0, b.addr)
-            elif sock.fileno() in self._no_gso:
-                self._send_each(b)
-                return
+            if nseg == 1:
+                sock.sendmsg(iov, (), 0, addr)
             else:
-                sock.sendmsg(b.iov, [(SOL_UDP, UDP_SEGMENT, _SEG.pack(b.seg))], 0, b.addr)
+                sock.sendmsg(iov, [(SOL_UDP, UDP_SEGMENT, _SEG.pack(seg))], 0, addr)
+            return None
         except BlockingIOError:
-            self._drop("send-buffer-full")
-            return
+            return "send-buffer-full"
         except OSError as e:
-            if b.nseg > 1 and e.errno in (errno.EINVAL, errno.EMSGSIZE, errno.EIO, errno.ENOPROTOOPT):
-                self._no_gso.add(sock.fileno())
-                self._send_each(b)
-                return
-            self._drop("send-error")
-            return
-        self.sends += 1
-        self.packets += b.nseg
-        b.ctr[0] += b.nseg
-        b.ctr[1] += b.inner
-
-    def _send_each(self, b: _Batch) -> None:
-        """Fallback: one sendmsg per packet (the parts are re-split by the segment size)."""
-        data = b"".join(b.iov)
-        seg = b.seg
-        sent = 0
-        for off in range(0, len(data), seg):
-            try:
-                b.sock.sendto(data[off : off + seg], b.addr)
-                sent += 1
-            except BlockingIOError:
-                self._drop("send-buffer-full")
-            except OSError:
-                self._drop("send-error")
-        self.sends += sent
-        self.packets += sent
-        b.ctr[0] += sent
-        b.ctr[1] += b.inner if sent == b.nseg else b.inner * sent // max(b.nseg, 1)
+            if nseg == 1 or e.errno not in (errno.EINVAL, errno.EMSGSIZE, errno.EIO, errno.ENOPROTOOPT):
+                return "send-error"
+    data = b"".join(iov)
+    reason = None
+    for off in range(0, len(data), seg):
+        try:
+            sock.sendto(data[off : off + seg], addr)
+        except BlockingIOError:
+            reason = "send-buffer-full"
+        except OSError:
+            reason = "send-error"
+    return reason
 
 
-__all__ = ["GRO_CMSG_SPACE", "GsoSender", "MAX_SEGMENTS", "UDP_GRO", "UDP_SEGMENT", "enable_gro", "gro_segment_size"]
+__all__ = ["GRO_CMSG_SPACE", "MAX_BYTES", "MAX_SEGMENTS", "UDP_GRO", "UDP_SEGMENT", "enable_gro", "gro_segment_size", "send_batch"]
