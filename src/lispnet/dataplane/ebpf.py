@@ -229,12 +229,7 @@ def _resolve_instance(ipr: Any, iid: int, ifname: str, own_table: int) -> _Insta
 
 def _fill_table(ipr: Any, table: int, ifindex: int) -> None:
     """Flush ``table`` and give it the connected prefixes of ``ifindex``."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for route in ipr.get_routes(family=family, table=table):
-            try:
-                ipr.route("del", family=family, table=table, dst=route.get_attr("RTA_DST"), dst_len=route["dst_len"])
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+    _flush_tables(ipr, [table])
     for msg in ipr.get_addr(index=ifindex):
         addr = str(_attr(msg, "IFA_ADDRESS") or "")
         if not addr or addr.startswith("fe80"):
@@ -256,13 +251,10 @@ def _fill_table(ipr: Any, table: int, ifindex: int) -> None:
 def _flush_tables(ipr: Any, tables: list[int]) -> None:
     for table in tables:
         for family in (socket.AF_INET, socket.AF_INET6):
-            for route in ipr.get_routes(family=family, table=table):
-                try:
-                    ipr.route(
-                        "del", family=family, table=table, dst=route.get_attr("RTA_DST"), dst_len=route["dst_len"]
-                    )
-                except Exception:  # noqa: BLE001
-                    pass
+            try:
+                ipr.flush_routes(table=table, family=family)
+            except Exception:  # noqa: BLE001 - keep cleaning up
+                pass
 
 
 def _ifaces_with(ipr: Any, addrs: Iterable[IPAddr]) -> list[int]:

@@ -99,7 +99,10 @@ def underlay_checks(lab: Lab) -> list[CheckResult]:
         cap = ns_popen(lab.topology.underlay_ns, ["tcpdump", "-i", "u-xtr1", "-U", "-w", pcap, f"udp dst port {port}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            time.sleep(0.8)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and (not os.path.exists(pcap) or os.path.getsize(pcap) < 24):
+                time.sleep(0.05)  # tcpdump writes the file header once it captures
+            time.sleep(0.5)
             ping(lab, "h1", "10.2.0.10", count=3)
             ping(lab, "h1b", "10.2.0.20", count=3)
             time.sleep(0.3)
