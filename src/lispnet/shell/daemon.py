@@ -10,10 +10,12 @@ The loop owns all state; nothing here uses threads or locks (STYLE.md section 3,
 gobgp ``mgmtOperation`` idea: API handlers run on the same loop and call service
 methods directly).
 
-Datagram path (the hot path, kept short): ``classify`` peeks at the type nibble and ECM
-flags, the dispatch table gives the engine, the engine's ``receive`` gets the raw bytes
-and ``now = loop.time()``; then every engine's sends and events are drained and the
-single timer is re-armed at the earliest ``next_deadline()``.  An exception escaping an
+Datagram path (the hot path, kept short): each control socket is read in a tight
+``recvfrom`` loop on readiness (``udp.UdpEndpoint``, up to ``RECV_BATCH`` datagrams);
+per datagram ``classify`` peeks at the type nibble and ECM flags, the dispatch table
+gives the engine, the engine's ``receive`` gets the raw bytes and ``now = loop.time()``;
+once per batch every engine's sends and events are drained and the single timer is
+re-armed at the earliest ``next_deadline()``.  An exception escaping an
 engine is a bug in lispnet: it is logged with its traceback (rate-limited), counted in
 ``bugs`` and the datagram is dropped; the daemon keeps serving.  Tests treat a non-zero
 bug counter as a failure.
