@@ -13,7 +13,7 @@ import random
 from ipaddress import IPv4Address
 
 from harness import ecm, ep, map_request, record, register, site
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lispnet.core.engine import Endpoint
@@ -85,7 +85,12 @@ def _prefix(base: int, offset: int, mask: int) -> str:
     return f"{IPv4Address(net)}/{mask}"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
+@example(  # a shorter requested prefix straddling a registration must not seed the cache
+    regs=[],
+    steps=[("req", (0x0A000000, 0, 32, 0)), ("reg", (0x0A000000, 0, 20, "203.0.113.1", 1440, False)),
+           ("req", (0x0A000000, 0, 16, 0)), ("req", (0x0A000000, 4096, 32, 0))],
+)
 @given(
     regs=st.lists(registration, max_size=12),
     steps=st.lists(st.one_of(request.map(lambda r: ("req", r)), registration.map(lambda r: ("reg", r))), max_size=30),

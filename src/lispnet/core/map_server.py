@@ -585,7 +585,10 @@ class MapServer:
             addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
             neg, ttl, action, unregistered = self._negative_for(EidPrefix(p.iid, addr, p.mask_len))
             hit = (self._neg.reply(0, neg, ttl, action), unregistered)
-            self._negfast.insert(neg, hit)
+            if p.mask_len == (32 if p.afi == 1 else 128):
+                # Only a host EID's answer overlaps no registration (a shorter requested
+                # prefix may straddle one), so only it may answer for its neighbours.
+                self._negfast.insert(neg, hit)
         tmpl, unregistered = hit
         self.counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
         self._send(tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], reply_to, "map-reply")
