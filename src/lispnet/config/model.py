@@ -452,6 +452,8 @@ class XtrOptions(ConfigModel):
     """Seconds between RLOC-probes."""
     nat_traversal: bool = False
     """Behind a NAT: use Info-Request and an RTR."""
+    gbp_group_tag: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
+    """VXLAN-GBP: the local group policy id (16-bit group tag) put on encapsulated packets."""
 
 
 # --- the node ------------------------------------------------------------------------
