@@ -103,9 +103,8 @@ def underlay_checks(lab: Lab) -> list[CheckResult]:
             while time.monotonic() < deadline and (not os.path.exists(pcap) or os.path.getsize(pcap) < 24):
                 time.sleep(0.05)  # tcpdump writes the file header once it captures
             time.sleep(0.5)
-            ping(lab, "h1", "10.2.0.10", count=3)
-            ping(lab, "h1b", "10.2.0.20", count=3)
-            time.sleep(0.3)
+            replies = [ping(lab, "h1", "10.2.0.10", count=3)[1], ping(lab, "h1b", "10.2.0.20", count=3)[1]]
+            time.sleep(0.5)
         finally:
             cap.terminate()
             cap.wait(5)
@@ -130,11 +129,12 @@ def underlay_checks(lab: Lab) -> list[CheckResult]:
         return [CheckResult(
             f"underlay decodes as LISP (tshark): N bit + nonce, I bit + instance-id, L bit ({kind})", ok,
             f"{len(rows)} echo requests from xtr1, instance-ids {sorted(set(iids))}, {len(nonces)} distinct nonces, "
-            f"L bit {'set' if l_ok else 'missing'}")]
+            f"L bit {'set' if l_ok else 'missing'} (ping replies iid 0/100: {replies[0]}/3, {replies[1]}/3)")]
     vnis = sorted({int(r[0]) for r in rows if r[0]})
     return [
         CheckResult(f"underlay decodes as {kind.upper()} (tshark), VNI = instance-id", bool(rows) and vnis == [0, 100],
-                    f"{len(rows)} echo requests from xtr1 on UDP {port}, VNIs {vnis}"),
+                    f"{len(rows)} echo requests from xtr1 on UDP {port}, VNIs {vnis} "
+                    f"(ping replies iid 0/100: {replies[0]}/3, {replies[1]}/3)"),
         CheckResult("nonce and locator-status bits on the wire", True,
                     f"not applicable: a {kind.upper()} header carries no LISP nonce or locator-status bits (by design)",
                     not_applicable=True),
