@@ -61,7 +61,15 @@ def measure(lab: Lab, seconds: int, streams: int, udp_len: int) -> dict[str, flo
     gbps = tcp["end"]["sum_received"]["bits_per_second"] / 1e9
     # -w: 2 MB socket buffers on both ends (the default 208 KB overflows at the receiver
     # under bursts on either path); several sender processes, since one iperf3 is the limit
-    udps = iperf(lab, ["-u", "-l", str(udp_len), "-b", "0", "-w", "2M"], seconds, streams)
+    for _attempt in range(3):
+        udps = iperf(lab, ["-u", "-l", str(udp_len), "-b", "0", "-w", "2M"], seconds, streams)
+        errors = [u.get("error") for u in udps if "sum" not in u.get("end", {})]
+        if not errors:
+            break
+        print(f"iperf3 UDP failed ({errors}); again", file=sys.stderr)
+        time.sleep(1)
+    else:
+        raise RuntimeError(f"iperf3 UDP keeps failing: {errors}")
     kpps = sent_kpps = 0.0
     for udp in udps:
         s = udp["end"]["sum"]

@@ -191,6 +191,117 @@ def coalesce(buf: bytearray, mv: memoryview, spans: list[tuple[int, int]]) -> li
     return out
 
 
+def columns_equal(buf: bytearray, first: int, last: int, stride: int, offsets: range | tuple[int, ...]) -> bool:
+    """Whether byte ``o`` of every packet (at ``first``, ``first + stride``, ... ``last``)
+    is the same, for each ``o`` in ``offsets``: one extended slice per column."""
+    count = (last - first) // stride + 1
+    for o in offsets:
+        col = buf[first + o : last + o + 1 : stride]
+        if col.count(col[0]) != count:
+            return False
+    return True
+
+
+_V4_KEY = (0, 1, 6, 7, 8, 9, *range(12, 24))
+_V6_KEY = (0, 1, 2, 3, 6, 7, *range(8, 44))
+
+
+def coalesce_batch(buf: bytearray, mv: memoryview, first: int, stride: int, count: int, end: int) -> Iov | None:
+    """Merge a whole UDP GRO batch in one go, or None when it is not one uniform run.
+
+    The ``count`` inner packets start at ``first``, ``first + stride``, ...; all are
+    ``stride - 8`` bytes long except the last, which ends at ``end``.  The flow fields
+    are compared column by column (one C-level extended slice per header byte) instead
+    of packet by packet; TCP sequence numbers must be contiguous, TCP flags plain ACK
+    (PSH/FIN allowed on the last).  The result is the same as :func:`coalesce` gives.
+    """
+    if count < 2:
+        return None
+    last = first + stride * (count - 1)
+    b0 = buf[first]
+    if b0 == 0x45:
+        if buf[first + 6] & 0x3F or buf[first + 7]:
+            return None
+        v4 = True
+        ihl = 20
+        proto = buf[first + 9]
+        key: tuple[int, ...] = _V4_KEY
+    elif b0 >> 4 == 6:
+        v4 = False
+        ihl = 40
+        proto = buf[first + 6]
+        key = _V6_KEY
+    else:
+        return None
+    size = stride - 8
+    if proto == 6:
+        thl = (buf[first + ihl + 12] >> 4) << 2
+        hl = ihl + thl
+        if size <= hl or end - last <= hl or buf[first + ihl + 13] != TCP_ACK:
+            return None
+        key = (*key, ihl + 12)
+    elif proto == 17:
+        thl = 8
+        hl = ihl + 8
+        if size <= hl or end - last <= hl:
+            return None
+    else:
+        return None
+    if not columns_equal(buf, first, last, stride, key):
+        return None
+    # every packet but the last fills its segment exactly (IP and UDP lengths agree)
+    lengths: tuple[int, ...] = (2, 3) if v4 else (4, 5)
+    if proto == 17:
+        lengths = (*lengths, ihl + 4, ihl + 5)
+    if _H.unpack_from(buf, first + lengths[0])[0] != (size if v4 else size - 40):
+        return None
+    if count > 2 and not columns_equal(buf, first, last - stride, stride, lengths):
+        return None
+    payload = size - hl
+    if proto == 6:
+        # flags: plain ACK everywhere but on the last packet; sequence numbers contiguous
+        if count > 2 and not columns_equal(buf, first, last - stride, stride, (ihl + 13,)):
+            return None
+        last_flags = buf[last + ihl + 13]
+        if last_flags & ~TCP_PSH_FIN != TCP_ACK:
+            return None
+        seq0 = _I.unpack_from(buf, first + ihl + 4)[0]
+        if seq0 + payload * count > 0xFFFFFFFF:
+            return None
+        seqs = bytearray(4 * count)
+        for j in range(4):
+            seqs[j::4] = buf[first + ihl + 4 + j : last + ihl + 5 + j : stride]
+        if struct.unpack(f"!{count}I", seqs) != tuple(range(seq0, seq0 + payload * count, payload)):
+            return None
+    else:
+        last_flags = 0
+    total_payload = payload * (count - 1) + (end - last - hl)
+    hdr = bytearray(buf[first : first + hl])
+    l4len = thl + total_payload
+    if v4:
+        hdr[2:4] = _H.pack(hl + total_payload)
+        hdr[10:12] = b"\x00\x00"
+        hdr[10:12] = _H.pack(ipv4_header_checksum(hdr))
+    else:
+        hdr[4:6] = _H.pack(l4len)
+    if proto == 6:
+        hdr[ihl + 8 : hl] = buf[last + ihl + 8 : last + hl]
+        hdr[ihl + 13] = TCP_ACK | (last_flags & TCP_PSH_FIN)
+        hdr[ihl + 16 : ihl + 18] = _H.pack(_pseudo(buf, first, v4, 6, l4len))
+        vnet = vnet_header(GSO_TCPV4 if v4 else GSO_TCPV6, hl, payload, ihl, 16)
+    else:
+        hdr[ihl + 4 : ihl + 6] = _H.pack(l4len)
+        hdr[ihl + 6 : ihl + 8] = _H.pack(_pseudo(buf, first, v4, 17, l4len))
+        vnet = vnet_header(GSO_UDP_L4, hl, payload, ihl, 6)
+    iov: Iov = [vnet, hdr]
+    a = first + hl
+    for _ in range(count - 1):
+        iov.append(mv[a : a + payload])
+        a += stride
+    iov.append(mv[a:end])
+    return iov
+
+
 # --- ITR: cut a TCP super-packet into MSS-sized packets ---------------------------------
 def segment_tcp(
     pkt: memoryview, gso_size: int
@@ -265,6 +376,8 @@ __all__ = [
     "NO_VNET",
     "VNET_HDR_LEN",
     "coalesce",
+    "coalesce_batch",
+    "columns_equal",
     "complete_checksum",
     "ipv4_header_checksum",
     "ones_sum",
