@@ -96,7 +96,7 @@ def underlay_checks(lab: Lab) -> list[CheckResult]:
     port = 4341 if kind in LISP_KINDS else VXLAN_PORTS[kind]
     with tempfile.TemporaryDirectory() as tmp:
         pcap = os.path.join(tmp, "ul.pcap")
-        cap = ns_popen(lab.topology.underlay_ns, ["tcpdump", "-i", "u-xtr1", "-U", "-w", pcap, f"udp dst port {port}"],
+        cap = ns_popen(lab.topology.underlay_ns, ["tcpdump", "-i", "u-xtr1", "--immediate-mode", "-U", "-w", pcap, f"udp dst port {port}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 5
