@@ -17,13 +17,20 @@ Layout, per node:
 The fast path is one thread polling (epoll) every TUN fd and both 4341 sockets, so the
 two directions never fight over the GIL, and batching amortises the per-syscall cost:
 
-* ITR: up to ``BUDGET`` packets are read from a TUN per wake-up into one arena (no
-  copies); each gets the entry's LISP header in front (scatter-gather) and is queued per
-  (outer source port, RLOC); same-size packets leave in one ``sendmsg`` with
-  ``UDP_SEGMENT`` (``udp_gso``): up to 64 ordinary LISP packets per syscall;
-* ETR: the 4341 sockets use ``UDP_GRO``, so one ``recvmsg`` returns such a batch; the
-  inner packets of one flow are written to the instance's TUN as one super-packet with
-  a virtio-net GSO header (``tun_gso.coalesce``), which the kernel segments again.
+* ITR: up to ``BUDGET`` packets are read from a TUN per wake-up, each into its own slot
+  of one arena (no copies).  A 5-tuple cache maps a packet straight to its flow: outer
+  socket (source port = flow hash), RLOC, LISP header, per-RLOC counters and a pending
+  batch.  The LISP header goes in front by scatter-gather, and same-size packets of a
+  flow leave in one ``sendmsg`` with ``UDP_SEGMENT`` (``udp_gso``): up to 64 ordinary
+  LISP packets per syscall, flushed at the end of every drain;
+* ETR: the 4341 sockets use ``UDP_GRO``, so one ``recvmsg`` returns such a batch.  When
+  it is one instance and one inner flow (checked per header byte column, not per
+  packet: ``tun_gso.coalesce_batch``) it is written to the instance's TUN as one
+  super-packet with a virtio-net GSO header, which the kernel segments again; other
+  batches are walked packet by packet and merged run by run (``tun_gso.coalesce``).
+
+The forwarding thread runs at nice ``FWD_NICE`` (root only): in a lab the hosts whose
+packets it carries share the CPUs, and a starved forwarder lets the TUN queue overflow.
 
 The forwarding table is the backend's own: per (iid, family) a map of mask length ->
 {masked value: entry}, with a host-route cache in front, both replaced (never mutated in
