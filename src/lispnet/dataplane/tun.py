@@ -53,14 +53,12 @@ through ``on_lsb`` when they change.
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import logging
 import os
 import secrets
 import select
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,16 +70,10 @@ from ..wire.prefix import EidPrefix
 from . import netlink
 from .base import FwdEntry, IPAddr, Miss, MissCallback
 from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
-from .tun_gso import (
-    NO_VNET,
-    VNET_HDR_LEN,
-    coalesce,
-    coalesce_batch,
-    columns_equal,
-    complete_checksum,
-    segment_tcp,
-)
-from .udp_gso import GRO_CMSG_SPACE, MAX_BYTES, MAX_SEGMENTS, enable_gro, gro_segment_size, send_batch
+from .tun_etr import EtrPath, LsbCallback
+from .tun_gso import VNET_HDR_LEN
+from .tun_itr import BUDGET, Flow, ItrPath
+from .udp_gso import enable_gro
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +89,7 @@ FLOW_CACHE_MAX = 65536
 TUN_TXQLEN = 4096
 FWD_NICE = -10
 """Nice value of the forwarding thread (0 = leave it alone)."""
-BUDGET = 64
-"""Packets read (or GRO batches received) per fd per wake-up."""
 READ_MAX = 65536 + VNET_HDR_LEN
-_KEY4 = struct.Struct("!6xHxB2x12s")
-"""IPv4 (no options): (fragment field, protocol, addresses + ports)."""
-_KEY6 = struct.Struct("!6xBx36s")
-"""IPv6: (next header, addresses + ports)."""
-Buf = bytes | bytearray | memoryview
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
@@ -112,7 +97,6 @@ TUN_F_TSO6 = 0x04
 _K_TUN = 0
 _K_UDP = 1
 
-LsbCallback = Callable[[int, IPAddr, int], None]
 
 _ENCAP = 0
 _NATIVE = 1
@@ -134,23 +118,6 @@ class _Compiled:
     counters: list[list[int]] = field(default_factory=list)
 
 
-class _Flow:
-    """A 5-tuple's forwarding decision (socket = outer source port, RLOC, LISP header,
-    per-RLOC counters) and its pending ``UDP_SEGMENT`` batch."""
-
-    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "nbytes")
-
-    def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int]) -> None:
-        self.sock = sock
-        self.addr = addr
-        self.header = header
-        self.ctr = ctr
-        self.iov: list[Buf] = []
-        self.seg = 0
-        self.count = 0
-        self.nbytes = 0
-
-
 class _Table:
     """LPM for one (iid, family): mask length -> {masked int: compiled entry}."""
 
@@ -170,7 +137,7 @@ class _Table:
         return None
 
 
-class TunDataplane:
+class TunDataplane(ItrPath, EtrPath):
     """User-space LISP forwarding over TUN devices and UDP 4341 sockets."""
 
     name = "tun"
@@ -217,7 +184,7 @@ class TunDataplane:
         self._arena = bytearray(BUDGET * self._slot_size)
         self._arena_mv = memoryview(self._arena)
         self._slots = [[self._arena_mv[k * self._slot_size : (k + 1) * self._slot_size]] for k in range(BUDGET)]
-        self._flows5: dict[int, dict[Any, _Flow]] = {}
+        self._flows5: dict[int, dict[Any, Flow]] = {}
         self._rbuf = bytearray(65536)
         self._rbuf_mv = memoryview(self._rbuf)
         self._sends = [0, 0]
@@ -501,173 +468,7 @@ class TunDataplane:
                     self._drop("bug")
 
     # --- the ITR fast path ---------------------------------------------------------------
-    def _drain_tun(self, fd: int, iid: int) -> None:
-        """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches.
-
-        Each read lands in its own slot of the arena, so the queued packets stay valid
-        until the batches leave at the end of the drain.  The common packet (IPv4 without
-        options or IPv6, TCP or UDP, not a fragment, no offload work) costs one unpack for
-        its 5-tuple, one dict lookup and two list appends.
-        """
-        arena = self._arena
-        mv = self._arena_mv
-        slots = self._slots
-        slot_size = self._slot_size
-        readv = os.readv
-        off = VNET_HDR_LEN if self.offload else 0
-        flows = self._flows5.get(iid)
-        if flows is None:
-            flows = self._flows5[iid] = {}
-        flows_get = flows.get
-        key4 = _KEY4.unpack_from
-        key6 = _KEY6.unpack_from
-        pending: list[_Flow] = []
-        try:
-            for k in range(BUDGET):
-                try:
-                    n = readv(fd, slots[k])
-                except BlockingIOError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.EBADF:
-                        self._drop("tun-read-error")
-                    break
-                base = k * slot_size
-                p = base + off
-                m = n - off
-                if m < 40 or (off and (arena[base + 1] or arena[base] & 1)):
-                    self._tun_slow(iid, flows, base, n, pending)
-                    continue
-                b0 = arena[p]
-                if b0 == 0x45:
-                    key = key4(arena, p)
-                    if key[1] not in (6, 17) or key[0] & 0x3FFF:
-                        self._tun_slow(iid, flows, base, n, pending)
-                        continue
-                elif b0 >> 4 == 6:
-                    key = key6(arena, p)
-                    if key[0] not in (6, 17):
-                        self._tun_slow(iid, flows, base, n, pending)
-                        continue
-                else:
-                    self._tun_slow(iid, flows, base, n, pending)
-                    continue
-                f = flows_get(key)
-                if f is None:
-                    f = self._new_flow(iid, flows, key, p, m)
-                    if f is None:
-                        continue
-                ln = m + 8
-                cnt = f.count
-                if cnt:
-                    if ln == f.seg and cnt < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
-                        f.iov += (f.header, mv[p : p + m])
-                        f.count = cnt + 1
-                        f.nbytes += ln
-                        continue
-                    self._flow_add(f, [f.header, mv[p : p + m]], ln, pending)
-                    continue
-                f.iov = [f.header, mv[p : p + m]]
-                f.seg = f.nbytes = ln
-                f.count = 1
-                pending.append(f)
-        finally:
-            for f in pending:
-                if f.count:
-                    self._flush(f)
-
-    def _flow_add(self, f: _Flow, parts: list[Buf], ln: int, pending: list[_Flow]) -> None:
-        """Queue one encapsulated packet on its flow's batch (general case)."""
-        if f.count:
-            if ln <= f.seg and f.count < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
-                f.iov += parts
-                f.count += 1
-                f.nbytes += ln
-                if ln < f.seg:  # only the last segment of a batch may be shorter
-                    self._flush(f)
-                return
-            self._flush(f)
-        f.iov = list(parts)
-        f.seg = f.nbytes = ln
-        f.count = 1
-        if f not in pending:
-            pending.append(f)
-
-    def _flush(self, f: _Flow) -> None:
-        count = f.count
-        reason = send_batch(f.sock, f.addr, f.iov, f.seg, count, self.gso)
-        f.iov = []
-        f.count = 0
-        if reason is None:
-            ctr = f.ctr
-            ctr[0] += count
-            ctr[1] += f.nbytes - 8 * count
-            self._sends[0] += 1
-            self._sends[1] += count
-        else:
-            self._drop(reason)
-
-    def _tun_slow(self, iid: int, flows: dict[Any, _Flow], base: int, n: int, pending: list[_Flow]) -> None:
-        """Everything off the common path: offload work, fragments, other protocols, short packets."""
-        arena = self._arena
-        off = VNET_HDR_LEN if self.offload else 0
-        p = base + off
-        m = n - off
-        if m < 20:
-            self._drop("short-packet")
-            return
-        gso_size = 0
-        if off:
-            # virtio_net_hdr: a TSO super-packet (TUN_F_TSO*) is cut into MSS-sized
-            # packets; a single packet with a partial checksum (TUN_F_CSUM) gets it now
-            if arena[base + 1]:
-                gso_size = arena[base + 4] | arena[base + 5] << 8
-            elif arena[base] & 1:
-                complete_checksum(arena, p, p + m, arena[base + 6] | arena[base + 7] << 8,
-                                  arena[base + 8] | arena[base + 9] << 8)
-        b0 = arena[p]
-        key: tuple[Any, ...]
-        if b0 == 0x45:
-            key = _KEY4.unpack_from(arena, p)
-            cacheable = key[1] in (6, 17) and not key[0] & 0x3FFF
-        elif b0 >> 4 == 4:
-            ihl = (b0 & 0x0F) << 2
-            if m < ihl + 4:
-                self._drop("short-packet")
-                return
-            key = (arena[p + 9], bytes(arena[p + 12 : p + 20]), bytes(arena[p + ihl : p + ihl + 4]))
-            cacheable = False
-        elif b0 >> 4 == 6:
-            if m < 40:
-                self._drop("short-packet")
-                return
-            key = _KEY6.unpack_from(arena, p)
-            cacheable = key[0] in (6, 17)
-        else:
-            self._drop("not-ip")
-            return
-        f = flows.get(key) if cacheable else None
-        if f is None:
-            f = self._new_flow(iid, flows if cacheable else None, key, p, m)
-            if f is None:
-                return
-        mv = self._arena_mv
-        if gso_size and m > gso_size + 40 and arena[p + (9 if b0 >> 4 == 4 else 6)] == 6:
-            self._gso_rx[0] += 1
-            hdr = f.header
-            for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
-                ln = len(seg_hdr) + len(payload)
-                self._flow_add(f, [hdr, seg_hdr, payload], ln + 8, pending)
-        else:
-            self._flow_add(f, [f.header, mv[p : p + m]], m + 8, pending)
-
-    def _new_flow(self, iid: int, flows: dict[Any, _Flow] | None, key: Any, p: int, m: int) -> _Flow | None:
-        """Resolve a new flow: map-cache lookup, RLOC choice, socket.  Handles the packet
-        itself (punt, native, drop) and returns None when it is not encapsulated."""
-        pkt = self._arena_mv[p : p + m]
-        return self._resolve(iid, flows, key, pkt, m)
-
-    def _resolve(self, iid: int, flows: dict[Any, _Flow] | None, key: Any, pkt: memoryview, m: int) -> _Flow | None:
+    def _resolve(self, iid: int, flows: dict[Any, Flow] | None, key: Any, pkt: memoryview, m: int) -> Flow | None:
         ver = pkt[0] >> 4
         dst = bytes(pkt[16:20]) if ver == 4 else bytes(pkt[24:40])
         dkey = (iid, dst)
@@ -687,7 +488,7 @@ class TunDataplane:
                 return None
         fam, addr, _text = c.dsts[idx]
         sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
-        f = _Flow(sock, addr, c.header, c.counters[idx])
+        f = Flow(sock, addr, c.header, c.counters[idx])
         if flows is not None:
             if len(flows) >= FLOW_CACHE_MAX:
                 flows.clear()
@@ -793,137 +594,6 @@ class TunDataplane:
                 self._forward(iid, memoryview(packet), len(packet))
             except Exception:  # noqa: BLE001
                 log.exception("inject failed")
-
-    # --- the ETR fast path ---------------------------------------------------------------
-    def _drain_rx(self, sock: socket.socket) -> None:
-        """Receive up to ``BUDGET`` (GRO-coalesced) datagrams, decapsulate, write to the TUNs."""
-        buf = self._rbuf
-        mv = self._rbuf_mv
-        recv = sock.recvmsg_into
-        iov = [mv]
-        writev = os.writev
-        offload = self.offload
-        decap = self._decap
-        tun_fds = self._tun_fds
-        for _ in range(BUDGET):
-            try:
-                n, anc, _flags, addr = recv(iov, GRO_CMSG_SPACE)
-            except BlockingIOError:
-                return
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                self._drop("udp-read-error")
-                return
-            seg = (gro_segment_size(anc) if anc else 0) or n
-            if seg < n and offload and self._decap_batch(n, seg, addr):
-                continue
-            prev: bytes | bytearray = b""
-            fd: int | None = None
-            spans: list[tuple[int, int]] = []
-            packets = nbytes = 0
-            off = 0
-            while off < n:
-                end = off + seg if off + seg < n else n
-                if end - off < 28:
-                    self._drop("short-lisp-packet")
-                    off = end
-                    continue
-                hdr = buf[off : off + 8]
-                if hdr != prev:
-                    flags = hdr[0]
-                    iid = (hdr[4] << 16 | hdr[5] << 8 | hdr[6]) if flags & 0x08 else 0
-                    new_fd = tun_fds.get(iid)
-                    if new_fd != fd and spans and fd is not None:
-                        self._write(fd, spans, offload, writev)
-                        spans = []
-                    fd = new_fd
-                    prev = hdr
-                    if fd is not None and flags & 0x40:
-                        lsb = hdr[7] if flags & 0x08 else int.from_bytes(hdr[4:8], "big")
-                        k = (iid, addr[0])
-                        if self._lsb_seen.get(k) != lsb:
-                            self._lsb_seen[k] = lsb
-                            self._report_lsb(iid, bytes(mv[off + 8 : end]), lsb)
-                if fd is None:
-                    self._drop("unknown-instance")
-                elif not 0x40 <= buf[off + 8] < 0x70:
-                    self._drop("bad-inner-packet")
-                else:
-                    spans.append((off + 8, end))
-                    packets += 1
-                    nbytes += end - off - 8
-                off = end
-            if spans and fd is not None:
-                self._write(fd, spans, offload, writev)
-            if packets:
-                ctr = decap.get(addr[0])
-                if ctr is None:
-                    ctr = decap[addr[0]] = [0, 0]
-                ctr[0] += packets
-                ctr[1] += nbytes
-
-    def _decap_batch(self, n: int, seg: int, addr: Any) -> bool:
-        """A GRO batch of one instance and one inner flow: one check per header column,
-        one GSO write.  False (nothing done) when the batch is not that uniform."""
-        buf = self._rbuf
-        count = (n + seg - 1) // seg
-        last = (count - 1) * seg
-        if n - last < 28 or not 0x40 <= buf[8] < 0x70 or not columns_equal(buf, 0, last, seg, range(8)):
-            return False
-        flags = buf[0]
-        iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
-        fd = self._tun_fds.get(iid)
-        if fd is None:
-            return False
-        iov = coalesce_batch(buf, self._rbuf_mv, 8, seg, count, n)
-        if iov is None:
-            return False
-        if flags & 0x40:
-            lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
-            k = (iid, addr[0])
-            if self._lsb_seen.get(k) != lsb:
-                self._lsb_seen[k] = lsb
-                self._report_lsb(iid, bytes(buf[8:seg]), lsb)
-        try:
-            os.writev(fd, iov)
-            self._gso_tx[0] += 1
-        except OSError:
-            self._drop("tun-write-error")
-        ctr = self._decap.get(addr[0])
-        if ctr is None:
-            ctr = self._decap[addr[0]] = [0, 0]
-        ctr[0] += count
-        ctr[1] += n - 8 * count
-        return True
-
-    def _write(self, fd: int, spans: list[tuple[int, int]], offload: bool,
-               writev: Callable[[int, Any], int]) -> None:
-        mv = self._rbuf_mv
-        try:
-            if not offload:
-                for s, e in spans:
-                    os.write(fd, mv[s:e])
-            elif len(spans) == 1:
-                s, e = spans[0]
-                writev(fd, (NO_VNET, mv[s:e]))
-            else:
-                for iov in coalesce(self._rbuf, mv, spans):
-                    if len(iov) > 2:
-                        self._gso_tx[0] += 1
-                    writev(fd, iov)
-        except OSError:
-            self._drop("tun-write-error")
-
-    def _report_lsb(self, iid: int, inner: bytes, lsb: int) -> None:
-        cb = self.on_lsb
-        if cb is None or self._loop is None:
-            return
-        src: IPAddr = IPv4Address(inner[12:16]) if inner[0] >> 4 == 4 else IPv6Address(inner[8:24])
-        try:
-            self._loop.call_soon_threadsafe(cb, iid, src, lsb)
-        except RuntimeError:
-            pass
 
     # --- stats -----------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:

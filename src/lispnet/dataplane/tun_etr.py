@@ -1,0 +1,177 @@
+"""The ETR half of the TUN data plane's forwarding thread (a mixin of ``TunDataplane``).
+
+The 4341 sockets use ``UDP_GRO``: one ``recvmsg`` returns a batch of LISP packets of
+one outer flow, and the segment size.  A batch of one instance and one inner flow is
+checked per header byte column and written to the instance's TUN as one super-packet
+with a virtio-net GSO header (``tun_gso.coalesce_batch``); any other batch is walked
+packet by packet (instance, inner version, LSBs) and merged run by run
+(``tun_gso.coalesce``).  Counters are per source RLOC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from .base import IPAddr
+from .tun_gso import NO_VNET, coalesce, coalesce_batch, columns_equal
+from .tun_itr import BUDGET
+from .udp_gso import GRO_CMSG_SPACE, gro_segment_size
+
+LsbCallback = Callable[[int, IPAddr, int], None]
+
+
+class EtrPath:
+    """LISP -> TUN: receive batches, check, coalesce, write."""
+
+    offload: bool
+    on_lsb: LsbCallback | None
+    _loop: asyncio.AbstractEventLoop | None
+    _stopping: threading.Event
+    _rbuf: bytearray
+    _rbuf_mv: memoryview
+    _tun_fds: dict[int, int]
+    _decap: dict[str, list[int]]
+    _lsb_seen: dict[tuple[int, str], int]
+    _gso_tx: list[int]
+
+    def _drop(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _drain_rx(self, sock: socket.socket) -> None:
+        """Receive up to ``BUDGET`` (GRO-coalesced) datagrams, decapsulate, write to the TUNs."""
+        buf = self._rbuf
+        mv = self._rbuf_mv
+        recv = sock.recvmsg_into
+        iov = [mv]
+        writev = os.writev
+        offload = self.offload
+        decap = self._decap
+        tun_fds = self._tun_fds
+        for _ in range(BUDGET):
+            try:
+                n, anc, _flags, addr = recv(iov, GRO_CMSG_SPACE)
+            except BlockingIOError:
+                return
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                self._drop("udp-read-error")
+                return
+            seg = (gro_segment_size(anc) if anc else 0) or n
+            if seg < n and offload and self._decap_batch(n, seg, addr):
+                continue
+            prev: bytes | bytearray = b""
+            fd: int | None = None
+            spans: list[tuple[int, int]] = []
+            packets = nbytes = 0
+            off = 0
+            while off < n:
+                end = off + seg if off + seg < n else n
+                if end - off < 28:
+                    self._drop("short-lisp-packet")
+                    off = end
+                    continue
+                hdr = buf[off : off + 8]
+                if hdr != prev:
+                    flags = hdr[0]
+                    iid = (hdr[4] << 16 | hdr[5] << 8 | hdr[6]) if flags & 0x08 else 0
+                    new_fd = tun_fds.get(iid)
+                    if new_fd != fd and spans and fd is not None:
+                        self._write(fd, spans, offload, writev)
+                        spans = []
+                    fd = new_fd
+                    prev = hdr
+                    if fd is not None and flags & 0x40:
+                        lsb = hdr[7] if flags & 0x08 else int.from_bytes(hdr[4:8], "big")
+                        k = (iid, addr[0])
+                        if self._lsb_seen.get(k) != lsb:
+                            self._lsb_seen[k] = lsb
+                            self._report_lsb(iid, bytes(mv[off + 8 : end]), lsb)
+                if fd is None:
+                    self._drop("unknown-instance")
+                elif not 0x40 <= buf[off + 8] < 0x70:
+                    self._drop("bad-inner-packet")
+                else:
+                    spans.append((off + 8, end))
+                    packets += 1
+                    nbytes += end - off - 8
+                off = end
+            if spans and fd is not None:
+                self._write(fd, spans, offload, writev)
+            if packets:
+                ctr = decap.get(addr[0])
+                if ctr is None:
+                    ctr = decap[addr[0]] = [0, 0]
+                ctr[0] += packets
+                ctr[1] += nbytes
+
+    def _decap_batch(self, n: int, seg: int, addr: Any) -> bool:
+        """A GRO batch of one instance and one inner flow: one check per header column,
+        one GSO write.  False (nothing done) when the batch is not that uniform."""
+        buf = self._rbuf
+        count = (n + seg - 1) // seg
+        last = (count - 1) * seg
+        if n - last < 28 or not 0x40 <= buf[8] < 0x70 or not columns_equal(buf, 0, last, seg, range(8)):
+            return False
+        flags = buf[0]
+        iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
+        fd = self._tun_fds.get(iid)
+        if fd is None:
+            return False
+        iov = coalesce_batch(buf, self._rbuf_mv, 8, seg, count, n)
+        if iov is None:
+            return False
+        if flags & 0x40:
+            lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
+            k = (iid, addr[0])
+            if self._lsb_seen.get(k) != lsb:
+                self._lsb_seen[k] = lsb
+                self._report_lsb(iid, bytes(buf[8:seg]), lsb)
+        try:
+            os.writev(fd, iov)
+            self._gso_tx[0] += 1
+        except OSError:
+            self._drop("tun-write-error")
+        ctr = self._decap.get(addr[0])
+        if ctr is None:
+            ctr = self._decap[addr[0]] = [0, 0]
+        ctr[0] += count
+        ctr[1] += n - 8 * count
+        return True
+
+    def _write(self, fd: int, spans: list[tuple[int, int]], offload: bool,
+               writev: Callable[[int, Any], int]) -> None:
+        mv = self._rbuf_mv
+        try:
+            if not offload:
+                for s, e in spans:
+                    os.write(fd, mv[s:e])
+            elif len(spans) == 1:
+                s, e = spans[0]
+                writev(fd, (NO_VNET, mv[s:e]))
+            else:
+                for iov in coalesce(self._rbuf, mv, spans):
+                    if len(iov) > 2:
+                        self._gso_tx[0] += 1
+                    writev(fd, iov)
+        except OSError:
+            self._drop("tun-write-error")
+
+    def _report_lsb(self, iid: int, inner: bytes, lsb: int) -> None:
+        cb = self.on_lsb
+        if cb is None or self._loop is None:
+            return
+        src: IPAddr = IPv4Address(inner[12:16]) if inner[0] >> 4 == 4 else IPv6Address(inner[8:24])
+        try:
+            self._loop.call_soon_threadsafe(cb, iid, src, lsb)
+        except RuntimeError:
+            pass
+
+
+__all__ = ["EtrPath", "LsbCallback"]

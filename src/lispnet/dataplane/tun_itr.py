@@ -1,0 +1,236 @@
+"""The ITR half of the TUN data plane's forwarding thread (a mixin of ``TunDataplane``).
+
+Per wake-up, up to ``BUDGET`` packets are read from a TUN device, each into its own slot
+of one arena, so a queued packet stays valid until the batches leave at the end of the
+drain.  The common packet (IPv4 without options or IPv6, TCP or UDP, not a fragment, no
+offload work) costs one ``struct`` unpack for its 5-tuple, one dict lookup and two list
+appends: the 5-tuple cache maps it to a :class:`Flow` holding the outer socket (whose
+port is the flow hash), the RLOC, the LISP header, the per-RLOC counters and the
+flow's pending ``UDP_SEGMENT`` batch.  Everything else takes ``_tun_slow``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from typing import Any
+
+from .tun_gso import VNET_HDR_LEN, complete_checksum, segment_tcp
+from .udp_gso import MAX_BYTES, MAX_SEGMENTS, send_batch
+
+BUDGET = 64
+"""Packets read (or GRO batches received) per fd per wake-up."""
+_KEY4 = struct.Struct("!6xHxB2x12s")
+"""IPv4 (no options): (fragment field, protocol, addresses + ports)."""
+_KEY6 = struct.Struct("!6xBx36s")
+"""IPv6: (next header, addresses + ports)."""
+Buf = bytes | bytearray | memoryview
+
+
+class Flow:
+    """A 5-tuple's forwarding decision (socket = outer source port, RLOC, LISP header,
+    per-RLOC counters) and its pending ``UDP_SEGMENT`` batch."""
+
+    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "nbytes")
+
+    def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int]) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.header = header
+        self.ctr = ctr
+        self.iov: list[Buf] = []
+        self.seg = 0
+        self.count = 0
+        self.nbytes = 0
+
+
+class ItrPath:
+    """TUN -> LISP: read, look up, batch, send."""
+
+    offload: bool
+    gso: bool
+    _arena: bytearray
+    _arena_mv: memoryview
+    _slots: list[list[memoryview]]
+    _slot_size: int
+    _flows5: dict[int, dict[Any, Flow]]
+    _sends: list[int]
+    _gso_rx: list[int]
+
+    def _drop(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _resolve(self, iid: int, flows: dict[Any, Flow] | None, key: Any, pkt: memoryview, m: int) -> Flow | None:
+        raise NotImplementedError
+
+    def _drain_tun(self, fd: int, iid: int) -> None:
+        """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches.
+
+        Each read lands in its own slot of the arena, so the queued packets stay valid
+        until the batches leave at the end of the drain.  The common packet (IPv4 without
+        options or IPv6, TCP or UDP, not a fragment, no offload work) costs one unpack for
+        its 5-tuple, one dict lookup and two list appends.
+        """
+        arena = self._arena
+        mv = self._arena_mv
+        slots = self._slots
+        slot_size = self._slot_size
+        readv = os.readv
+        off = VNET_HDR_LEN if self.offload else 0
+        flows = self._flows5.get(iid)
+        if flows is None:
+            flows = self._flows5[iid] = {}
+        flows_get = flows.get
+        key4 = _KEY4.unpack_from
+        key6 = _KEY6.unpack_from
+        pending: list[Flow] = []
+        try:
+            for k in range(BUDGET):
+                try:
+                    n = readv(fd, slots[k])
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBADF:
+                        self._drop("tun-read-error")
+                    break
+                base = k * slot_size
+                p = base + off
+                m = n - off
+                if m < 40 or (off and (arena[base + 1] or arena[base] & 1)):
+                    self._tun_slow(iid, flows, base, n, pending)
+                    continue
+                b0 = arena[p]
+                if b0 == 0x45:
+                    key = key4(arena, p)
+                    if key[1] not in (6, 17) or key[0] & 0x3FFF:
+                        self._tun_slow(iid, flows, base, n, pending)
+                        continue
+                elif b0 >> 4 == 6:
+                    key = key6(arena, p)
+                    if key[0] not in (6, 17):
+                        self._tun_slow(iid, flows, base, n, pending)
+                        continue
+                else:
+                    self._tun_slow(iid, flows, base, n, pending)
+                    continue
+                f = flows_get(key)
+                if f is None:
+                    f = self._new_flow(iid, flows, key, p, m)
+                    if f is None:
+                        continue
+                ln = m + 8
+                cnt = f.count
+                if cnt:
+                    if ln == f.seg and cnt < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
+                        f.iov += (f.header, mv[p : p + m])
+                        f.count = cnt + 1
+                        f.nbytes += ln
+                        continue
+                    self._flow_add(f, [f.header, mv[p : p + m]], ln, pending)
+                    continue
+                f.iov = [f.header, mv[p : p + m]]
+                f.seg = f.nbytes = ln
+                f.count = 1
+                pending.append(f)
+        finally:
+            for f in pending:
+                if f.count:
+                    self._flush(f)
+
+    def _flow_add(self, f: Flow, parts: list[Buf], ln: int, pending: list[Flow]) -> None:
+        """Queue one encapsulated packet on its flow's batch (general case)."""
+        if f.count:
+            if ln <= f.seg and f.count < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
+                f.iov += parts
+                f.count += 1
+                f.nbytes += ln
+                if ln < f.seg:  # only the last segment of a batch may be shorter
+                    self._flush(f)
+                return
+            self._flush(f)
+        f.iov = list(parts)
+        f.seg = f.nbytes = ln
+        f.count = 1
+        if f not in pending:
+            pending.append(f)
+
+    def _flush(self, f: Flow) -> None:
+        count = f.count
+        reason = send_batch(f.sock, f.addr, f.iov, f.seg, count, self.gso)
+        f.iov = []
+        f.count = 0
+        if reason is None:
+            ctr = f.ctr
+            ctr[0] += count
+            ctr[1] += f.nbytes - 8 * count
+            self._sends[0] += 1
+            self._sends[1] += count
+        else:
+            self._drop(reason)
+
+    def _tun_slow(self, iid: int, flows: dict[Any, Flow], base: int, n: int, pending: list[Flow]) -> None:
+        """Everything off the common path: offload work, fragments, other protocols, short packets."""
+        arena = self._arena
+        off = VNET_HDR_LEN if self.offload else 0
+        p = base + off
+        m = n - off
+        if m < 20:
+            self._drop("short-packet")
+            return
+        gso_size = 0
+        if off:
+            # virtio_net_hdr: a TSO super-packet (TUN_F_TSO*) is cut into MSS-sized
+            # packets; a single packet with a partial checksum (TUN_F_CSUM) gets it now
+            if arena[base + 1]:
+                gso_size = arena[base + 4] | arena[base + 5] << 8
+            elif arena[base] & 1:
+                complete_checksum(arena, p, p + m, arena[base + 6] | arena[base + 7] << 8,
+                                  arena[base + 8] | arena[base + 9] << 8)
+        b0 = arena[p]
+        key: tuple[Any, ...]
+        if b0 == 0x45:
+            key = _KEY4.unpack_from(arena, p)
+            cacheable = key[1] in (6, 17) and not key[0] & 0x3FFF
+        elif b0 >> 4 == 4:
+            ihl = (b0 & 0x0F) << 2
+            if m < ihl + 4:
+                self._drop("short-packet")
+                return
+            key = (arena[p + 9], bytes(arena[p + 12 : p + 20]), bytes(arena[p + ihl : p + ihl + 4]))
+            cacheable = False
+        elif b0 >> 4 == 6:
+            if m < 40:
+                self._drop("short-packet")
+                return
+            key = _KEY6.unpack_from(arena, p)
+            cacheable = key[0] in (6, 17)
+        else:
+            self._drop("not-ip")
+            return
+        f = flows.get(key) if cacheable else None
+        if f is None:
+            f = self._new_flow(iid, flows if cacheable else None, key, p, m)
+            if f is None:
+                return
+        mv = self._arena_mv
+        if gso_size and m > gso_size + 40 and arena[p + (9 if b0 >> 4 == 4 else 6)] == 6:
+            self._gso_rx[0] += 1
+            hdr = f.header
+            for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
+                ln = len(seg_hdr) + len(payload)
+                self._flow_add(f, [hdr, seg_hdr, payload], ln + 8, pending)
+        else:
+            self._flow_add(f, [f.header, mv[p : p + m]], m + 8, pending)
+
+    def _new_flow(self, iid: int, flows: dict[Any, Flow] | None, key: Any, p: int, m: int) -> Flow | None:
+        """Resolve a new flow: map-cache lookup, RLOC choice, socket.  Handles the packet
+        itself (punt, native, drop) and returns None when it is not encapsulated."""
+        pkt = self._arena_mv[p : p + m]
+        return self._resolve(iid, flows, key, pkt, m)
+
+
+
+__all__ = ["BUDGET", "Buf", "Flow", "ItrPath"]
