@@ -1,4 +1,5 @@
-"""A five-namespace lab for the kernel data-plane tests and bench (names start ``lnb-``).
+"""A five-namespace lab for the kernel data-plane tests and bench (names start ``lnb-``,
+or ``$LISPNET_TOPO_PREFIX``).
 
 ::
 
@@ -20,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-PREFIX = "lnb-"
+PREFIX = os.environ.get("LISPNET_TOPO_PREFIX", "lnb-")
 
 
 def sh(cmd: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -56,7 +56,7 @@ from typing import Any
 
 from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
-from . import libbpf
+from . import ebpf_gso, libbpf
 from .base import FwdEntry, FwdLocator, IPAddr, Miss, MissCallback
 from .encap import DATA_PORT, choose_locator, lisp_header
 
@@ -101,11 +101,13 @@ COUNTERS: tuple[str, ...] = (
     "drop_unknown_iid",
     "drop_bad_inner",
     "drop_miss",
+    "gso_batches",
+    "drop_gso",
 )
 
 _ENTRY_HEAD = struct.Struct("=BBHI")
 _RLOC = struct.Struct("=BBBB16s")
-_CONFIG = struct.Struct("=IIIBB2x4s16s")
+_CONFIG = struct.Struct("=IIIBB2x4s16sII6s2x")
 _U32 = struct.Struct("=I")
 _PAIR = struct.Struct("=II")
 _RLOC_KEY = struct.Struct("=B3x16s")
@@ -283,18 +285,23 @@ class EbpfDataplane:
         miss_to_stack: bool = False,
         underlay_table: int = 0,
         table_base: int = TABLE_BASE,
+        gso_segmenter: bool = True,
     ) -> None:
         """``rloc_ifaces``: where to attach decapsulation (default: the interfaces holding a
         local RLOC).  ``netns``: the network namespace the interfaces live in (default:
         the caller's).  ``miss_to_stack``: pass missed packets to the kernel stack (e.g.
         toward a TUN device) instead of dropping them.  ``underlay_table``: the routing
-        table for the outer lookup (0 = main)."""
+        table for the outer lookup (0 = main).  ``gso_segmenter``: keep the veth pair that
+        segments GSO batches of LISP datagrams (:mod:`.ebpf_gso`); without it they go to
+        the kernel stack."""
         self._rloc_ifnames = list(rloc_ifaces) if rloc_ifaces is not None else None
         self._netns = netns
         self._object_path = Path(object_path) if object_path else OBJECT_PATH
         self._miss_to_stack = miss_to_stack
         self._underlay_table = underlay_table
         self._table_base = table_base
+        self._want_segmenter = gso_segmenter
+        self._seg: ebpf_gso.Segmenter | None = None
         self._own_tables: set[int] = set()
         self._tx: dict[int, socket.socket] = {}
         self._injected = [0, 0]
@@ -344,6 +351,7 @@ class EbpfDataplane:
                 ),
             }
             self._remove_stale_filters()
+            self._start_segmenter()
             self._write_config()
             self._apply_rlocs()
             self._apply_instances()
@@ -376,6 +384,12 @@ class EbpfDataplane:
         self._attached.clear()
         self._created_hooks.clear()
         self._resolved.clear()
+        if self._seg is not None:
+            self._seg = None
+            try:
+                libbpf.run_in_netns(self._netns, _with_ipr, ebpf_gso.remove)
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up
+                log.warning("removing %s: %s", ebpf_gso.SEG_OUT, exc)
         if self._own_tables:
             try:
                 libbpf.run_in_netns(self._netns, _with_ipr, _flush_tables, sorted(self._own_tables))
@@ -436,6 +450,7 @@ class EbpfDataplane:
         out["decap.bytes"] = out["decap_bytes"]
         out["native.packets"] = out["native_forwarded"]
         out["injected.packets"] = self._injected[0]
+        out["decap.gso-batches"] = out["gso_batches"]
         for name in COUNTERS:
             if name.startswith("drop_") and out[name]:
                 out["drop." + name[5:].replace("_", "-")] = out[name]
@@ -533,6 +548,7 @@ class EbpfDataplane:
         src4 = next((a for a in self._rlocs if isinstance(a, IPv4Address)), None)
         src6 = next((a for a in self._rlocs if isinstance(a, IPv6Address)), None)
         flags = (CFG_MISS_PASS if self._miss_to_stack else 0) | (CFG_LSB_VALID if self._rlocs else 0)
+        seg = self._seg or ebpf_gso.Segmenter(0, 0, bytes(6))
         value = _CONFIG.pack(
             self._lsb & 0xFFFFFFFF,
             flags,
@@ -541,6 +557,9 @@ class EbpfDataplane:
             1 if src6 else 0,
             src4.packed if src4 else bytes(4),
             src6.packed if src6 else bytes(16),
+            seg.out_ifindex,
+            seg.in_ifindex,
+            seg.in_mac,
         )
         self._maps["config"].update(_U32.pack(0), value)
 
@@ -610,6 +629,18 @@ class EbpfDataplane:
                             self._created_hooks.add(ifindex)
                     except OSError:
                         pass
+
+    def _start_segmenter(self) -> None:
+        """The veth pair that segments GSO batches (see :mod:`.ebpf_gso`), decap on its far end."""
+        if not self._want_segmenter:
+            return
+        try:
+            self._seg = libbpf.run_in_netns(self._netns, _with_ipr, ebpf_gso.create)
+        except Exception as exc:  # noqa: BLE001 - batches then go to the stack
+            log.warning("no GSO segmenter (%s): GSO batches of LISP packets go to the kernel stack", exc)
+            return
+        with libbpf.netns(self._netns):
+            self._attach(self._seg.in_ifindex, self._program("lisp_decap"), DECAP_PRIORITY)
 
     def _program(self, name: str) -> int:
         assert self._obj is not None

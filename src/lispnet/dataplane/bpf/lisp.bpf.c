@@ -96,6 +96,8 @@ enum {
 	C_DROP_UNKNOWN_IID,
 	C_DROP_BAD_INNER,
 	C_DROP_MISS,
+	C_GSO_BATCHES,
+	C_DROP_GSO,
 	C_NCOUNTERS,
 };
 
@@ -136,6 +138,10 @@ struct lisp_config {
 	__u8 pad[2];
 	__u8 src4[4];
 	__u8 src6[16];
+	__u32 seg_ifindex;	/* egress of the segmenting veth (0 = none, see lisp_decap) */
+	__u32 seg_peer;		/* its peer, where the segments come back in */
+	__u8 seg_mac[6];	/* the peer's MAC: segments arrive as PACKET_HOST */
+	__u8 pad2[2];
 };
 
 struct if_conf {		/* EID-facing interface -> its instance */
@@ -678,6 +684,28 @@ int lisp_encap(struct __sk_buff *skb)
 	return forward(skb, &p, rc);
 }
 
+/* A GSO batch of LISP datagrams (a UDP_SEGMENT send, or UDP GRO) arrives whole over a
+ * veth or a GRO-capable NIC: one skb, one outer header per gso_size segment, so
+ * stripping the first header would corrupt the rest.  Send it out of the segmenting
+ * veth, whose gso_max_segs of 1 makes the kernel segment it in software on transmit
+ * (validate_xmit_skb); each datagram comes back in on the peer, where this program
+ * decapsulates it like any other.  Without the veth the batch goes to the stack (a
+ * UDP 4341 socket without UDP_GRO receives it segmented). */
+static __always_inline int gso_split(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct lisp_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	if (!cfg || !cfg->seg_ifindex)
+		return TC_ACT_OK;
+	if (skb->ifindex == cfg->seg_peer)	/* came back unsegmented: never loop */
+		return drop(C_DROP_GSO);
+	if (bpf_skb_store_bytes(skb, 0, cfg->seg_mac, 6, 0))
+		return drop(C_DROP_ADJUST);
+	count_add(C_GSO_BATCHES, 1);
+	return bpf_redirect(cfg->seg_ifindex, 0);
+}
+
 SEC("tc")
 int lisp_decap(struct __sk_buff *skb)
 {
@@ -723,10 +751,25 @@ int lisp_decap(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!bpf_map_lookup_elem(&local_rlocs, &rk))
 		return TC_ACT_OK;
+	if (skb->gso_size && skb->gso_segs != 1)
+		return gso_split(skb);
 
 	__be32 *lisp = (void *)(udp + 1);
 	__u8 *inner;
 
+	/* Segments of a GSO batch (and some NICs' packets) keep only the outer headers in
+	 * the linear area: pull the LISP header and an inner IPv6 header's worth. */
+	if ((void *)(lisp + 2) + 40 > data_end && skb->len > (__u32)(data_end - data)) {
+		__u32 want = ETH_HLEN + overhead + 40;
+
+		if (want > skb->len)
+			want = skb->len;
+		if (bpf_skb_pull_data(skb, want))
+			return drop(C_DROP_BAD_INNER);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		lisp = data + ETH_HLEN + overhead - LISP_HDR_LEN;
+	}
 	if ((void *)(lisp + 2) + 1 > data_end)
 		return drop(C_DROP_BAD_INNER);
 	inner = (void *)(lisp + 2);
