@@ -10,19 +10,22 @@ from 1000 distinct RLOC sets, HMAC-SHA-256, P and M bits set) it:
    number outstanding, each Map-Notify releases one), and reports accepted/s and the
    Map-Register -> Map-Notify latency;
 3. reads the RSS again: (after - before) / EIDs is the memory per registered EID;
-4. **refresh**: a sender process blasts the same Map-Registers (identical re-registration,
-   the 60 s refresh an ETR sends) for ``--duration`` seconds, a receiver process counts
-   the Map-Notifies: offered vs accepted per second;
-5. **proxy** / **negative**: a sender process blasts pre-built ECM Map-Requests (random
+4. **refresh**: ``--senders`` processes blast the same pre-built Map-Registers (identical
+   re-registration, the 60 s refresh an ETR sends) flat out for ``--duration`` seconds
+   from 16 sockets each, a receiver process counts the Map-Notifies: offered vs accepted;
+5. **proxy** / **negative**: the sender processes blast pre-built ECM Map-Requests (random
    registered EIDs; or EIDs outside every site and unregistered EIDs inside the site) from
-   several sockets, the nonce carrying the send time; a receiver process counts the
-   Map-Replies and their latency.  Offered and answered per second, p50/p99 latency at
-   saturation, and p50/p99 at a paced rate of half the measured throughput.
+   16 sockets each (many flows, so SO_REUSEPORT workers all get some), the nonce carrying
+   the send time; a receiver process counts the Map-Replies and their latency: offered
+   vs answered per second flat out, then p50/p99 latency paced at half that rate.
 
-Offered rate, answered rate and latency are what was measured on this machine, with the
-load generator sharing its cores (its own cost is reported as the offered rate).
+Every measurement is ``--rounds`` rounds (default 3) and the medians are reported, with
+the load average and the daemon's CPU time per answered message (daemon plus workers):
+the machine is shared, and the load generator competes with the daemon for the same two
+cores, so the rates are lower bounds of what the daemon alone could do.
 
-    python bench/mapping.py [--eids 1000,100000,1000000] [--duration 5] [--workers 1] [--quick] [--json]
+    python bench/mapping.py [--eids 1000,100000,1000000] [--duration 5] [--workers 1] [--rounds 3]
+                            [--senders 2] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import random
 import select
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +59,7 @@ KEY = b"bench-secret"
 LOOP = "127.0.0.1"
 NONCE_MASK = (1 << 56) - 1
 CLIENT_SOCKETS = 4
+SENDER_SOCKETS = 16
 TEMPLATES = 8192
 
 
@@ -310,11 +315,12 @@ def build_requests(eids: list[int], kinds: list[int], *socks: socket.socket) -> 
 
 
 def sender(port: int, templates: list[bytes], duration: float, rate: float, q: Any, nonce_at: int | None,
-           socks: list[socket.socket] | None = None) -> None:
+           socks: list[socket.socket] | None = None, start_at_ns: int = 0) -> None:
     """Send ``templates`` round robin for ``duration`` s (``rate`` per s, 0 = as fast as
-    possible) from several sockets; splice the send time (ns) into the nonce."""
+    possible) from several sockets (many flows, so SO_REUSEPORT spreads them); splice
+    the send time (ns) into the nonce."""
     socks = list(socks or ())
-    for _ in range(CLIENT_SOCKETS if not socks else 0):
+    for _ in range(SENDER_SOCKETS if not socks else 0):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         s.bind((LOOP, 0))
@@ -323,18 +329,21 @@ def sender(port: int, templates: list[bytes], duration: float, rate: float, q: A
     nt = len(templates)
     ns = len(socks)
     mono = time.monotonic_ns
+    while mono() < start_at_ns:
+        time.sleep(0.001)
     t0 = mono()
     end = t0 + int(duration * 1e9)
     sent = 0
     errors = 0
     interval = 1e9 / rate if rate else 0.0
     i = 0
-    if nonce_at is None:
-        sends = [s.sendto for s in socks]
-        while True:
-            now = mono()
-            if now >= end:
-                break
+    sends = [s.sendto for s in socks]
+    a, b = (nonce_at + 1, nonce_at + 8) if nonce_at is not None else (0, 0)
+    while True:
+        now = mono()
+        if now >= end:
+            break
+        if nonce_at is None:
             for _ in range(64):
                 try:
                     sends[i % ns](templates[i % nt], dst)
@@ -342,30 +351,20 @@ def sender(port: int, templates: list[bytes], duration: float, rate: float, q: A
                     errors += 1
                 i += 1
             sent += 64
-            if interval:
-                ahead = t0 + sent * interval - mono()
-                if ahead > 200_000:
-                    time.sleep(ahead / 1e9)
-    else:
-        a, b = nonce_at + 1, nonce_at + 8
-        sends = [s.sendto for s in socks]
-        while True:
-            now = mono()
-            if now >= end:
-                break
+        else:
             ts = now.to_bytes(8, "big")[1:]
-            for _ in range(16):
+            for _ in range(32):
                 d = templates[i % nt]
                 try:
                     sends[i % ns](d[:a] + ts + d[b:], dst)
                 except OSError:
                     errors += 1
                 i += 1
-            sent += 16
-            if interval:
-                ahead = t0 + sent * interval - mono()
-                if ahead > 200_000:
-                    time.sleep(ahead / 1e9)
+            sent += 32
+        if interval:
+            ahead = t0 + sent * interval - mono()
+            if ahead > 200_000:
+                time.sleep(ahead / 1e9)
     q.put({"sent": sent, "errors": errors, "t0": t0, "t1": mono()})
 
 
@@ -432,37 +431,104 @@ def wait_idle(pid: int, timeout: float = 60.0) -> None:
 
 def blast(
     port: int, pid: int, templates: list[bytes], socks: list[socket.socket], duration: float, rate: float,
-    nonce_at: int | None, want_type: int, send_socks: list[socket.socket] | None = None,
+    nonce_at: int | None, want_type: int, send_socks: list[socket.socket] | None = None, senders: int = 1,
 ) -> dict[str, Any]:
+    """One round: ``senders`` processes offer ``rate`` per s in all (0 = flat out) for
+    ``duration`` s, one receiver process counts the replies."""
     wait_idle(pid)
     ctx = mp.get_context("fork")
     q: Any = ctx.Queue()
+    load = os.getloadavg()[0]
     stop_at = time.monotonic_ns() + int((duration + 1.5) * 1e9)
     rx = ctx.Process(target=receiver, args=(socks, stop_at, q, nonce_at, want_type))
     rx.start()
     time.sleep(0.2)
     cpu0 = cpu_seconds(pid)
-    tx = ctx.Process(target=sender, args=(port, templates, duration, rate, q, nonce_at, send_socks))
-    tx.start()
-    results = [q.get(), q.get()]
-    tx.join()
+    start_at = time.monotonic_ns() + 100_000_000
+    txs = []
+    for k in range(senders):
+        part = templates[k::senders] or templates
+        ss = send_socks[k::senders] if send_socks else None
+        tx = ctx.Process(target=sender, args=(port, part, duration, rate / senders, q, nonce_at, ss, start_at))
+        tx.start()
+        txs.append(tx)
+    results = [q.get() for _ in range(senders + 1)]
+    for tx in txs:
+        tx.join()
     rx.join()
     cpu1 = cpu_seconds(pid)
-    s = next(r for r in results if "sent" in r)
+    ss_ = [r for r in results if "sent" in r]
     r = next(r for r in results if "times" in r)
-    secs = (s["t1"] - s["t0"]) / 1e9
-    in_window = [t for t in r["times"] if s["t0"] <= t <= s["t1"]]
+    t0, t1 = min(x["t0"] for x in ss_), max(x["t1"] for x in ss_)
+    sent = sum(x["sent"] for x in ss_)
+    secs = (t1 - t0) / 1e9
+    in_window = [t for t in r["times"] if t0 <= t <= t1]
     out: dict[str, Any] = {
-        "offered_per_s": s["sent"] / secs,
+        "offered_per_s": sent / secs,
         "answered_per_s": len(in_window) / secs,
         "answered_total": len(r["times"]),
-        "sent": s["sent"],
-        "send_errors": s["errors"],
+        "sent": sent,
+        "send_errors": sum(x["errors"] for x in ss_),
         "daemon_cpu_s": cpu1 - cpu0,
+        "cpu_us_per_answer": (cpu1 - cpu0) * 1e6 / max(1, len(r["times"])),
         "seconds": secs,
+        "load": load,
     }
     if nonce_at is not None:
         out.update(percentiles(r["lats"]))
+    return out
+
+
+def median_of(rounds: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rounds))
+
+
+RATES = (10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 150_000)
+
+
+def phase(d: Daemon, templates: list[bytes], socks: list[socket.socket], args: argparse.Namespace, name: str,
+          nonce_at: int | None, want_type: int, send_socks: list[socket.socket] | None = None) -> dict[str, Any]:
+    """Offer rising paced rates (one round each) until the daemon stops keeping up
+    (answers < 90 % of the offer) or the generator cannot offer more; then run the step
+    with the most answers ``--rounds`` - 1 more times and report the medians of that
+    step (answered/s, daemon CPU per answer) and the latency at half of it.  Flat-out
+    sending is not used: on two shared cores it starves the daemon and the receiver."""
+    def one(rate: float) -> dict[str, Any]:
+        r = blast(d.port, d.proc.pid, templates, socks, args.duration, rate, nonce_at, want_type, send_socks,
+                  args.senders)
+        r["target_per_s"] = rate
+        lat = f" p50 {r['p50_us']:.0f} us p99 {r['p99_us']:.0f} us" if nonce_at is not None else ""
+        print(f"[{name}] {rate:>9,.0f}/s: offered {r['offered_per_s']:,.0f} answered {r['answered_per_s']:,.0f}"
+              f"{lat} daemon {r['cpu_us_per_answer']:.1f} us/answer, load {r['load']:.2f}", file=sys.stderr)
+        return r
+
+    steps = []
+    for rate in RATES:
+        r = one(rate)
+        steps.append(r)
+        if r["answered_per_s"] < 0.9 * r["offered_per_s"] or r["offered_per_s"] < 0.9 * rate:
+            break
+    best = max(steps, key=lambda r: r["answered_per_s"])
+    rounds = [best] + [one(best["target_per_s"]) for _ in range(args.rounds - 1)]
+    out: dict[str, Any] = {
+        "target_per_s": best["target_per_s"],
+        "offered_per_s": median_of(rounds, "offered_per_s"),
+        "answered_per_s": median_of(rounds, "answered_per_s"),
+        "cpu_us_per_answer": median_of(rounds, "cpu_us_per_answer"),
+        "load": median_of(rounds, "load"),
+        "rounds": rounds,
+        "steps": steps,
+    }
+    if nonce_at is not None:
+        paced_rate = max(1000.0, out["answered_per_s"] / 2)
+        paced = [one(paced_rate) for _ in range(args.rounds)]
+        out["paced"] = {
+            "rate": paced_rate,
+            "answered_per_s": median_of(paced, "answered_per_s"),
+            "p50_us": median_of(paced, "p50_us"),
+            "p99_us": median_of(paced, "p99_us"),
+            "rounds": paced,
+        }
     return out
 
 
@@ -493,13 +559,12 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
             # refresh: the same Map-Registers again; Map-Notifies come back to the sender's
             # sockets, so count them on the daemon side instead: accepted = stats delta
             res["refresh"] = refresh(d, regs, args)
-            print(f"[{n}] refresh: {res['refresh']['accepted_per_s']:,.0f}/s", file=sys.stderr)
 
             rng = random.Random(1)
             m = min(TEMPLATES, n)
             pos = [eid_of(rng.randrange(n)) for _ in range(m)]
             prox = build_requests(pos, [1] * m, *reply_socks)
-            res["proxy"] = ramp(d, [x for x, _ in prox.templates], reply_socks, args, "proxy")
+            res["proxy"] = phase(d, [x for x, _ in prox.templates], reply_socks, args, "proxy", 36, 2)
             neg_eids = []
             for k in range(m):
                 if k % 2:
@@ -507,7 +572,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     neg_eids.append(eid_of(n + 16 + rng.randrange(1 << 20)))  # in the site, unregistered
             neg = build_requests(neg_eids, [2] * m, *reply_socks)
-            res["negative"] = ramp(d, [x for x, _ in neg.templates], reply_socks, args, "negative")
+            res["negative"] = phase(d, [x for x, _ in neg.templates], reply_socks, args, "negative", 36, 2)
             for s in reply_socks:
                 s.close()
             res["daemon_stats"] = daemon_stats(d)
@@ -516,29 +581,6 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
             if d.proc.returncode not in (0, None):
                 print(Path(d.log).read_text()[-4000:], file=sys.stderr)
     return res
-
-
-RATES = (5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 160_000)
-
-
-def ramp(d: Daemon, templates: list[bytes], socks: list[socket.socket], args: argparse.Namespace,
-         name: str) -> dict[str, Any]:
-    """Offer rising paced rates until the daemon stops keeping up (answers < 90 % of the
-    offer) or the generator cannot offer more.  ``best`` is the highest answered rate of
-    any step; ``sustained`` the highest step answered in full (>= 97 %), with its latency."""
-    steps = []
-    for rate in RATES:
-        r = blast(d.port, d.proc.pid, templates, socks, args.duration, rate, 36, 2)
-        r["target_per_s"] = rate
-        steps.append(r)
-        print(f"[{name}] {rate:>7,}/s: offered {r['offered_per_s']:,.0f} answered {r['answered_per_s']:,.0f} "
-              f"p50 {r['p50_us']:.0f} us p99 {r['p99_us']:.0f} us cpu {r['daemon_cpu_s']:.2f}s", file=sys.stderr)
-        if r["answered_per_s"] < 0.9 * r["offered_per_s"] or r["offered_per_s"] < 0.9 * rate:
-            break
-    best = max(steps, key=lambda r: r["answered_per_s"])
-    ok = [r for r in steps if r["answered_per_s"] >= 0.97 * r["offered_per_s"]]
-    sustained = max(ok, key=lambda r: r["answered_per_s"]) if ok else None
-    return {"best": best, "sustained": sustained, "steps": steps}
 
 
 def daemon_stats(d: Daemon) -> dict[str, Any]:
@@ -552,48 +594,42 @@ def daemon_stats(d: Daemon) -> dict[str, Any]:
 
 
 def refresh(d: Daemon, regs: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
-    """Identical re-registrations at rising paced rates; the Map-Notifies come back to the
+    """Identical re-registrations sent flat out; the Map-Notifies come back to the
     sending sockets, where the receiver counts them (accepted = notified)."""
     socks = []
-    for _ in range(CLIENT_SOCKETS):
+    for _ in range(SENDER_SOCKETS * args.senders):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         s.bind((LOOP, 0))
         socks.append(s)
-    steps = []
-    for rate in RATES:
-        r = blast(d.port, d.proc.pid, regs, socks, args.duration, rate, None, 4, send_socks=socks)
-        r["target_per_s"] = rate
-        steps.append(r)
-        print(f"[refresh] {rate:>7,}/s: offered {r['offered_per_s']:,.0f} accepted {r['answered_per_s']:,.0f} "
-              f"cpu {r['daemon_cpu_s']:.2f}s", file=sys.stderr)
-        if r["answered_per_s"] < 0.9 * r["offered_per_s"] or r["offered_per_s"] < 0.9 * rate:
-            break
+    r = phase(d, regs, socks, args, "refresh", None, 4, send_socks=socks)
     for s in socks:
         s.close()
-    best = max(steps, key=lambda r: r["answered_per_s"])
-    return {"offered_per_s": best["offered_per_s"], "accepted_per_s": best["answered_per_s"], "steps": steps}
+    return r
 
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| EIDs | workers | first-time reg/s (p50/p99 us) | refresh offered -> accepted /s "
-        "| proxy: max answered /s (offered) | proxy sustained /s, p50/p99 us "
-        "| negative: max answered /s (offered) | negative sustained /s, p50/p99 us | RSS B/EID |",
-        "|---:|---:|---|---|---|---|---|---|---:|",
+        "| EIDs | workers | first-time reg/s (p50/p99 us) | refresh offered -> accepted /s (daemon us/reg) "
+        "| proxy offered -> answered /s (daemon us/req) | proxy paced p50/p99 us "
+        "| negative offered -> answered /s (daemon us/req) | negative paced p50/p99 us | RSS B/EID | load |",
+        "|---:|---:|---|---|---|---|---|---|---:|---:|",
     ]
 
-    def sus(x: dict[str, Any] | None) -> str:
-        return "-" if x is None else f"{x['answered_per_s']:,.0f}, {x['p50_us']:.0f}/{x['p99_us']:.0f}"
+    def rate(x: dict[str, Any]) -> str:
+        return f"{x['offered_per_s']:,.0f} -> {x['answered_per_s']:,.0f} ({x['cpu_us_per_answer']:.1f})"
+
+    def paced(x: dict[str, Any]) -> str:
+        p = x["paced"]
+        return f"{p['p50_us']:.0f}/{p['p99_us']:.0f} @ {p['rate']:,.0f}/s"
 
     for r in results:
         ld, rf, px, ng = r["load"], r["refresh"], r["proxy"], r["negative"]
+        loads = [rf["load"], px["load"], ng["load"]]
         rows.append(
             f"| {r['eids']:,} | {r['workers']} | {ld['per_s']:,.0f} ({ld['p50_us']:.0f}/{ld['p99_us']:.0f}) "
-            f"| {rf['offered_per_s']:,.0f} -> {rf['accepted_per_s']:,.0f} "
-            f"| {px['best']['answered_per_s']:,.0f} ({px['best']['offered_per_s']:,.0f}) | {sus(px['sustained'])} "
-            f"| {ng['best']['answered_per_s']:,.0f} ({ng['best']['offered_per_s']:,.0f}) | {sus(ng['sustained'])} "
-            f"| {r['rss_per_eid_b']:,.0f} |"
+            f"| {rate(rf)} | {rate(px)} | {paced(px)} | {rate(ng)} | {paced(ng)} "
+            f"| {r['rss_per_eid_b']:,.0f} | {min(loads):.1f}-{max(loads):.1f} |"
         )
     return "\n".join(rows)
 
@@ -603,6 +639,8 @@ def main() -> int:
     ap.add_argument("--eids", default="1000,100000,1000000", help="comma-separated table sizes")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per blast phase")
     ap.add_argument("--workers", type=int, default=1, help="[node] workers of the daemon")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per measurement (medians are reported)")
+    ap.add_argument("--senders", type=int, default=2, help="load generator processes")
     ap.add_argument("--quick", action="store_true", help="small sizes and short phases (smoke run)")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     args = ap.parse_args()
@@ -613,7 +651,11 @@ def main() -> int:
     load1 = os.getloadavg()[0]
     results = [run_size(n, args) for n in sizes]
     print(f"\nlispnet mapping bench: {os.cpu_count()} CPUs, load average {load1:.2f} at start, "
-          f"{os.getloadavg()[0]:.2f} at end; duration {args.duration}s per phase\n")
+          f"{os.getloadavg()[0]:.2f} at end; {args.rounds} rounds of {args.duration}s per measurement "
+          f"(medians), {args.senders} sender processes\n")
+    print("offered -> answered: the best paced step, median of its rounds; daemon us/req = CPU seconds of the daemon and its\n"
+          "workers per answered message (less sensitive to other load on the machine than the rates);\n"
+          "paced: latency at half the measured rate; load: 1-minute load average during the rounds.\n")
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=1, default=str))

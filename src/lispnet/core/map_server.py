@@ -675,17 +675,32 @@ class MapServer:
     def _proxy_reply(self, entry: RegisteredPrefix, nonce: int) -> bytes:
         tmpl = entry.reply_cache
         if tmpl is None:
-            ttl = self.config.proxy_reply_ttl if self.config.proxy_reply_ttl is not None else entry.ttl
-            rec = EidRecord.for_prefix(
-                entry.prefix,
-                entry.locators,
-                ttl=ttl,
-                action=entry.action if not entry.locators else Action.NO_ACTION,
-                authoritative=False,
-                map_version=entry.map_version,
-            )
-            tmpl = entry.reply_cache = MapReply(0, (rec,)).to_bytes()
+            tmpl = entry.reply_cache = self._reply_template(entry)
         return tmpl[:4] + nonce.to_bytes(8, "big") + tmpl[12:]
+
+    def _reply_template(self, entry: RegisteredPrefix) -> bytes:
+        """The proxy Map-Reply for ``entry`` with nonce 0 (not cached)."""
+        ttl = self.config.proxy_reply_ttl if self.config.proxy_reply_ttl is not None else entry.ttl
+        rec = EidRecord.for_prefix(
+            entry.prefix,
+            entry.locators,
+            ttl=ttl,
+            action=entry.action if not entry.locators else Action.NO_ACTION,
+            authoritative=False,
+            map_version=entry.map_version,
+        )
+        return MapReply(0, (rec,)).to_bytes()
+
+    def replica_value(self, entry: RegisteredPrefix) -> bytes | tuple[IPAddr, ...]:
+        """How a Map-Request replica (``core/replica.py``) answers for ``entry``: the proxy
+        Map-Reply template (nonce 0), or the best-priority ETR addresses to forward to."""
+        if not (entry.proxy_reply or not entry.locators):
+            locs = entry.etr_rlocs()
+            if locs:
+                best = locs[0].priority
+                return tuple(loc.address for loc in locs if loc.priority == best)  # type: ignore[misc]
+        tmpl = entry.reply_cache
+        return tmpl if tmpl is not None else self._reply_template(entry)
 
     def _pick_etr(self, entry: RegisteredPrefix, prefer_version: int) -> IPAddr | None:
         locs = entry.etr_rlocs()
@@ -752,6 +767,7 @@ class MapServer:
                     self._emit(RegistrationWithdrawn(policy.name, reg.prefix, "site-changed"))
             for entry in list(self.registrations.items(site=policy.name)):
                 entry.recompute(policy.force_merge, policy.proxy_reply)
+                self.registrations.touched(entry.prefix)
         self._emit(SiteChanged("site", policy.name, "replaced" if old else "added"))
         return old is not None
 

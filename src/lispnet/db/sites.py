@@ -442,7 +442,7 @@ class RegistrationTable:
     free of engine imports.
     """
 
-    __slots__ = ("table", "_count", "version")
+    __slots__ = ("table", "_count", "version", "journal")
 
     def __init__(self) -> None:
         self.table: LpmTable[RegisteredPrefix] = LpmTable()
@@ -451,6 +451,14 @@ class RegistrationTable:
         self.version = 0
         """Bumped whenever a prefix is added or removed (not on content changes): caches
         derived from the set of prefixes, like negative replies, compare it."""
+        self.journal: set[EidPrefix] | None = None
+        """When a set, every prefix whose answer may have changed (added, removed, new
+        content) is added to it: replicas (``shell/workers.py``) drain it."""
+
+    def touched(self, prefix: EidPrefix) -> None:
+        """Record that the answer for ``prefix`` may have changed (see ``journal``)."""
+        if self.journal is not None:
+            self.journal.add(prefix)
 
     def __len__(self) -> int:
         """Number of registrations (registrants summed over prefixes)."""
@@ -497,6 +505,8 @@ class RegistrationTable:
         entry.registrants[key] = reg
         if changed:
             entry.recompute(force_merge, force_proxy)
+            if self.journal is not None:
+                self.journal.add(reg.prefix)
         return entry, prev, changed
 
     def remove(
@@ -510,6 +520,8 @@ class RegistrationTable:
         if reg is None:
             return None
         self._count -= 1
+        if self.journal is not None:
+            self.journal.add(prefix)
         if entry.registrants:
             entry.recompute(force_merge, force_proxy)
         else:

@@ -28,16 +28,25 @@ SIGHUP re-reads the file; a bad file is logged and ignored.  Node-level changes
 (addresses, ports, roles, API) need a restart and are only logged; each role's
 ``reload`` applies the rest (the mapping role diffs the sites).
 
-Scaling seam: ``[node] workers`` > 1 is meant for SO_REUSEPORT worker processes that
-answer Map-Requests from a shared (or snapshotted) table while this process keeps the
-registrations; the control sockets are already created with SO_REUSEPORT when it is set.
-It is not implemented yet: the daemon logs it and serves in-process.
+Scaling: with ``[node] workers`` = N > 1 and a map-server role, N - 1 forked worker
+processes bind the control port too (SO_REUSEPORT) and answer common-shape Map-Requests
+from a replica this process keeps up to date; everything else they receive comes back
+here (``shell/workers.py``).
+
+Garbage collection: the registration table is millions of long-lived, acyclic objects.
+CPython's full collections walk all of them (a 1 M-EID table means ~10 M objects), so
+the daemon freezes everything alive after start and then every
+``GC_FREEZE_INTERVAL_S`` (``gc.freeze``: frozen objects are skipped by the collector but
+still freed by reference counting), and raises the young-generation threshold.  A
+reference cycle created and dropped between two freezes would leak; nothing on the
+datagram path creates one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -67,6 +76,10 @@ from .udp import UdpEndpoint, classify, ipv6_available, wildcard
 log = logging.getLogger("lispnet.daemon")
 
 STATE_VERSION = 1
+
+GC_FREEZE_INTERVAL_S = 5.0
+GC_THRESHOLDS = (50_000, 20, 1_000)
+"""gen0 allocations, gen1 and gen2 collection ratios (CPython defaults: 700, 10, 10)."""
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
@@ -123,6 +136,9 @@ class Daemon:
         self._stopping = False
         self._state_pending = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.workers: Any = None
+        """``shell.workers.WorkerPool`` when ``[node] workers`` > 1."""
+        self._gc_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self) -> int:
@@ -159,8 +175,7 @@ class Daemon:
             self._load_state()
             await self._bind_control()
             if cfg.node.workers > 1:
-                log.warning("workers = %d: SO_REUSEPORT workers are not implemented yet; serving in-process",
-                            cfg.node.workers)
+                self._start_workers(cfg.node.workers)
             if cfg.node.api:
                 from ..api.app import ApiServer, create_app
 
@@ -173,7 +188,30 @@ class Daemon:
         if self.install_signal_handlers:
             self._install_signals()
         self.kick()
+        gc.set_threshold(*GC_THRESHOLDS)
+        self._gc_freeze()
         log.info("node %s ready", cfg.node.name)
+
+    def _gc_freeze(self) -> None:
+        """Move every object alive now out of the collector's sight (see the module doc)."""
+        gc.freeze()
+        if self.loop is not None and not self._stopping:
+            self._gc_timer = self.loop.call_later(GC_FREEZE_INTERVAL_S, self._gc_freeze)
+
+    def _start_workers(self, n: int) -> None:
+        from .workers import WorkerPool, replicated_kinds
+
+        ms = self.services.get("map-server")
+        engine = self.dispatch.get(udp.ECM)
+        kinds = replicated_kinds(self.dispatch, engine)
+        if ms is None or not kinds:
+            log.warning("workers = %d: only a map-server role can use workers; serving in-process", n)
+            return
+        fds = [ep.sock.fileno() for ep in (*self.control, *self.ephemeral.values(), *self.extra_sockets)
+               if ep.sock is not None]
+        pool = WorkerPool(ms, kinds, self._on_datagram, self._drain)
+        pool.start(n - 1, [ep.local for ep in self.control], fds, self.loop)
+        self.workers = pool
 
     def _wire_runtimes(self) -> None:
         engines: list[Engine] = []
@@ -252,6 +290,12 @@ class Daemon:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._gc_timer is not None:
+            self._gc_timer.cancel()
+            self._gc_timer = None
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
         if self.api is not None:
             with contextlib.suppress(Exception):
                 await self.api.stop()
@@ -348,6 +392,11 @@ class Daemon:
                 self.send(s)
             if events:
                 self._dispatch_events(events)
+        if self.workers is not None:
+            try:
+                self.workers.push()
+            except Exception:
+                self._bug("workers.push")
         self._arm_timer()
 
     def _dispatch_events(self, events: Iterable[Event]) -> None:
@@ -516,6 +565,7 @@ class Daemon:
             "reload-failures": self.reload_failures,
             "state-writes": self.state_writes,
             "log-suppressed": self.ratelog.suppressed_total,
+            **({"workers": self.workers.stats()} if self.workers is not None else {}),
         }
 
     def stats(self) -> dict[str, Any]:
