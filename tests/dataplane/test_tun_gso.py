@@ -18,6 +18,7 @@ from lispnet.dataplane.tun_gso import (
     NO_VNET,
     coalesce,
     coalesce_batch,
+    coalesce_batch_split,
     ipv4_header_checksum,
     ones_sum,
     segment_tcp,
@@ -189,3 +190,17 @@ def test_coalesce_batch_udp_and_refusals() -> None:
     buf3, spans3 = spans_of([segs[0], segs[2], segs[1], segs[3]])
     stride3 = spans3[1][0] - spans3[0][0]
     assert coalesce_batch(buf3, memoryview(buf3), spans3[0][0], stride3, 4, spans3[-1][1]) is None
+
+
+def test_coalesce_batch_split_at_psh() -> None:
+    # two sender writes back to back: PSH closes the first, the batch merges in two pieces
+    a = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(super_packet(False, os.urandom(3 * 1000))), 1000)]
+    second = IP(super_packet(False, os.urandom(3 * 1000)))
+    second[TCP].seq = 1000 + 3000
+    b = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(bytes(second)), 1000)]
+    buf, spans = spans_of(a + b)
+    stride = spans[1][0] - spans[0][0]
+    assert coalesce_batch(buf, memoryview(buf), spans[0][0], stride, 6, spans[-1][1]) is None
+    pieces = coalesce_batch_split(buf, memoryview(buf), spans[0][0], stride, 6, spans[-1][1])
+    assert pieces is not None and len(pieces) == 2
+    assert [[bytes(x) for x in p] for p in pieces] == [[bytes(x) for x in p] for p in coalesce(buf, memoryview(buf), spans)]

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from .base import IPAddr
-from .tun_gso import NO_VNET, coalesce, coalesce_batch, columns_equal
+from .tun_gso import NO_VNET, coalesce, coalesce_batch_split, columns_equal
 from .tun_itr import BUDGET
 from .udp_gso import GRO_CMSG_SPACE, gro_segment_size
 
@@ -124,8 +124,8 @@ class EtrPath:
         fd = self._tun_fds.get(iid)
         if fd is None:
             return False
-        iov = coalesce_batch(buf, self._rbuf_mv, 8, seg, count, n)
-        if iov is None:
+        iovs = coalesce_batch_split(buf, self._rbuf_mv, 8, seg, count, n)
+        if iovs is None:
             return False
         if flags & 0x40:
             lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
@@ -134,8 +134,10 @@ class EtrPath:
                 self._lsb_seen[k] = lsb
                 self._report_lsb(iid, bytes(buf[8:seg]), lsb)
         try:
-            os.writev(fd, iov)
-            self._gso_tx[0] += 1
+            for iov in iovs:
+                os.writev(fd, iov)
+                if len(iov) > 2:
+                    self._gso_tx[0] += 1
         except OSError:
             self._drop("tun-write-error")
         ctr = self._decap.get(addr[0])

@@ -302,6 +302,43 @@ def coalesce_batch(buf: bytearray, mv: memoryview, first: int, stride: int, coun
     return iov
 
 
+def coalesce_batch_split(
+    buf: bytearray, mv: memoryview, first: int, stride: int, count: int, end: int
+) -> list[Iov] | None:
+    """:func:`coalesce_batch`, also for a TCP batch with PSH/FIN inside: split after each
+    such segment (a sender's write boundary) and merge the pieces.  None when the batch
+    is not uniform otherwise."""
+    iov = coalesce_batch(buf, mv, first, stride, count, end)
+    if iov is not None:
+        return [iov]
+    b0 = buf[first]
+    if b0 == 0x45 and buf[first + 9] == 6:
+        at = first + 33
+    elif b0 >> 4 == 6 and buf[first + 6] == 6:
+        at = first + 53
+    else:
+        return None
+    last = first + stride * (count - 1)
+    flags = buf[at : last + 1 + (at - first) : stride]
+    cuts = [i for i in range(count - 1) if flags[i] != TCP_ACK]
+    if not cuts or len(cuts) > 8:
+        return None
+    out: list[Iov] = []
+    start = 0
+    for stop in [*cuts, count - 1]:
+        a = first + start * stride
+        e = first + stop * stride + stride - 8 if stop < count - 1 else end
+        if stop == start:
+            out.append([NO_VNET, mv[a:e]])
+        else:
+            part = coalesce_batch(buf, mv, a, stride, stop - start + 1, e)
+            if part is None:
+                return None
+            out.append(part)
+        start = stop + 1
+    return out
+
+
 # --- ITR: cut a TCP super-packet into MSS-sized packets ---------------------------------
 def segment_tcp(
     pkt: memoryview, gso_size: int
@@ -377,6 +414,7 @@ __all__ = [
     "VNET_HDR_LEN",
     "coalesce",
     "coalesce_batch",
+    "coalesce_batch_split",
     "columns_equal",
     "complete_checksum",
     "ipv4_header_checksum",
