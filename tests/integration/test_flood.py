@@ -100,10 +100,11 @@ def test_request_flood_does_not_starve_registrations(node: Node) -> None:
             for _ in range(5):  # a real ETR retransmits until notified
                 attempts += 1
                 etr.register(node.port, b"s3cret", "10.1.1.0/24", nonce=nonce)
-                msg = None
+                msg: MapNotify | None = None
                 while (data := etr.receive(0.5)) is not None:
-                    msg = parse_control(data)
-                    assert isinstance(msg, MapNotify)
+                    m = parse_control(data)
+                    assert isinstance(m, MapNotify)
+                    msg = m
                     if msg.nonce == nonce:
                         break
                     assert msg.nonce < nonce  # a late answer to an earlier retransmission
