@@ -23,11 +23,15 @@ interfaces (ETR).  This module loads the pre-built object with libbpf (ctypes, s
   :class:`~.base.Miss`.  The ITR queues the packet while it resolves and hands it back
   through ``inject``, which encapsulates it in user space (UDP 4341 from our RLOC), so
   the first packet of a flow is not lost.
+* GSO batches of LISP datagrams (a user-space ITR's ``UDP_SEGMENT`` sends cross a veth
+  whole; UDP GRO builds them on receive) cannot be decapsulated in one go: the program
+  redirects them through a veth pair of ours that segments them (:mod:`.ebpf_gso`),
+  then decapsulates each datagram on the pair's far end (``decap.gso-batches``).
 * ``stats`` sums the per-CPU counters (also under the TUN backend's names:
   ``encap.packets``, ``encap.packets.<rloc>``, ``drop.<reason>`` ...); ``stop`` detaches
-  the filters, removes the clsact qdiscs and routing tables it created and closes the
-  object, which frees programs and maps.  ``start`` first removes filters a killed
-  predecessor left behind (same handle and priorities).
+  the filters, removes the clsact qdiscs, the segmenting veth pair and the routing
+  tables it created and closes the object, which frees programs and maps.  ``start``
+  first removes filters (and the veth pair) a killed predecessor left behind.
 
 Every pyroute2 call runs on a short-lived thread (:func:`.libbpf.run_in_netns`):
 pyroute2 0.9 cannot be used from a thread whose asyncio loop is running, and the

@@ -23,6 +23,7 @@
  * Decapsulation: UDP 4341 to one of our RLOCs; the instance-id selects the routing
  * table (a VRF's table or main), the 36/56 outer bytes are removed, the inner packet
  * is routed with bpf_fib_lookup and redirected (local destinations go to the stack).
+ * A GSO batch of LISP datagrams is first segmented by a veth pair (see gso_split).
  *
  * Misses: the packet is dropped (or passed to the stack when configured, e.g. toward
  * the TUN device of the user-space path) and a rate-limited ring buffer event tells
