@@ -31,6 +31,10 @@ from lispnet.lab.lab import Lab, build, down, ns_popen, up
 from lispnet.lab.topology import load_topology
 
 
+TARGET_TCP_GBPS = 2.0
+TARGET_UDP_KPPS = 150.0
+
+
 def iperf(lab: Lab, args: list[str], seconds: int, streams: int = 1) -> list[dict[str, Any]]:
     """``streams`` iperf3 client/server pairs (separate processes, ports 5201...) in parallel.
 
@@ -151,6 +155,11 @@ def main() -> int:
     if len(results) == 2:
         p, lsp = results["plain"], results["lispnet"]
         print(f"{'ratio':10} {lsp['tcp_gbps'] / p['tcp_gbps']:12.2f} {lsp['udp_kpps'] / p['udp_kpps']:12.2f}")
+    if "lispnet" in results:
+        r = results["lispnet"]
+        print(f"issue-4 targets: TCP >= {TARGET_TCP_GBPS} Gbit/s: {'met' if r['tcp_gbps'] >= TARGET_TCP_GBPS else 'not met'}; "
+              f"UDP-64 >= {TARGET_UDP_KPPS} kpps: {'met' if r['udp_kpps'] >= TARGET_UDP_KPPS else 'not met'} "
+              f"(machine load {load:.2f}: results scale with the CPU left over)")
     for node, st in stats.items():
         sends, pkts = st.get("gso.udp-sends", 0), st.get("gso.udp-packets", 0)
         drops = {k: v for k, v in st.items() if k.startswith("drop.")}
