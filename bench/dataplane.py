@@ -30,7 +30,6 @@ from lispnet.dataplane import netlink
 from lispnet.lab.lab import Lab, build, down, ns_popen, up
 from lispnet.lab.topology import load_topology
 
-
 TARGET_TCP_GBPS = 2.0
 TARGET_UDP_KPPS = 150.0
 
