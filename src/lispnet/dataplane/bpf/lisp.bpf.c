@@ -752,9 +752,6 @@ int lisp_decap(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!bpf_map_lookup_elem(&local_rlocs, &rk))
 		return TC_ACT_OK;
-	if (skb->gso_size && skb->gso_segs != 1)
-		return gso_split(skb);
-
 	__be32 *lisp = (void *)(udp + 1);
 	__u8 *inner;
 
@@ -774,6 +771,22 @@ int lisp_decap(struct __sk_buff *skb)
 	if ((void *)(lisp + 2) + 1 > data_end)
 		return drop(C_DROP_BAD_INNER);
 	inner = (void *)(lisp + 2);
+	/* A GSO skb is either one encapsulated super-packet (our own encap of a TSO/GSO
+	 * inner packet: the inner header's length covers the whole skb, strip once and
+	 * keep GSO) or a batch of whole LISP datagrams (UDP_SEGMENT / UDP GRO: the first
+	 * inner packet is only one segment long), which must be split first. */
+	if (skb->gso_size && skb->gso_segs != 1) {
+		__u32 ilen;
+
+		if ((void *)inner + 6 > data_end)
+			return gso_split(skb);
+		if ((inner[0] >> 4) == 4)
+			ilen = ((__u32)inner[2] << 8) | inner[3];
+		else
+			ilen = (((__u32)inner[4] << 8) | inner[5]) + 40;
+		if (ETH_HLEN + overhead + ilen < skb->len)
+			return gso_split(skb);
+	}
 	__u32 w1 = bpf_ntohl(lisp[0]);
 	__u32 iid = (w1 & LISP_I_BIT) ? bpf_ntohl(lisp[1]) >> 8 : 0;
 	__u8 ifam = inner[0] >> 4;
