@@ -40,8 +40,8 @@ class EtrPath:
     _lsb_seen: dict[tuple[int, str], int]
     _gso_tx: list[int]
 
-    def _drop(self, reason: str) -> None:
-        raise NotImplementedError
+    _drop: Callable[[str], None]
+    """Count a dropped packet by reason (provided by TunDataplane)."""
 
     def _drain_rx(self, sock: socket.socket) -> None:
         """Receive up to ``BUDGET`` (GRO-coalesced) datagrams, decapsulate, write to the TUNs."""

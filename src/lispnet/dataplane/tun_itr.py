@@ -15,6 +15,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from .tun_gso import VNET_HDR_LEN, complete_checksum, segment_tcp
@@ -59,11 +60,11 @@ class ItrPath:
     _sends: list[int]
     _gso_rx: list[int]
 
-    def _drop(self, reason: str) -> None:
-        raise NotImplementedError
+    _drop: Callable[[str], None]
+    """Count a dropped packet by reason (provided by TunDataplane)."""
 
-    def _resolve(self, iid: int, flows: dict[Any, Flow] | None, key: Any, pkt: memoryview, m: int) -> Flow | None:
-        raise NotImplementedError
+    _resolve: Callable[[int, dict[Any, Flow] | None, Any, memoryview, int], Flow | None]
+    """Look up / build the flow entry of a packet (provided by TunDataplane)."""
 
     def _drain_tun(self, fd: int, iid: int) -> None:
         """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches.

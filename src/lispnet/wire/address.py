@@ -17,6 +17,7 @@ addresses through them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, TypeAlias
@@ -105,7 +106,7 @@ class DistinguishedName:
         return f"'{self.name}'"
 
 
-class Lcaf:
+class Lcaf(ABC):
     """Base of every LCAF value (AFI 16387).  Subclasses are frozen dataclasses.
 
     A subclass sets ``lcaf_type`` and implements ``body_from_wire`` (reading from a
@@ -117,11 +118,13 @@ class Lcaf:
     lcaf_type: ClassVar[int] = -1
 
     @classmethod
+    @abstractmethod
     def body_from_wire(cls, r: Reader, rsvd1: int, flags: int, rsvd2: int) -> Lcaf:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Decode the body from ``r`` (restricted to the LCAF Length)."""
 
+    @abstractmethod
     def body_to_wire(self, w: Writer) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Encode the body (the common header is written by ``write_address``)."""
 
     def header_bytes(self) -> tuple[int, int, int]:
         return (0, 0, 0)
@@ -167,6 +170,10 @@ class LcafUnknown(Lcaf):
 
     def header_bytes(self) -> tuple[int, int, int]:
         return (self.rsvd1, self.flags, self.rsvd2)
+
+    @classmethod
+    def body_from_wire(cls, r: Reader, rsvd1: int, flags: int, rsvd2: int) -> Lcaf:
+        raise TypeError("LcafUnknown is built by read_address, which knows the type code")
 
     def body_to_wire(self, w: Writer) -> None:
         w.write_bytes(self.body)

@@ -14,6 +14,7 @@ structure being built, by :func:`construct`.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
@@ -52,18 +53,20 @@ XTR_ID_LEN = 16
 SITE_ID_LEN = 8
 
 
-class ControlBase:
+class ControlBase(ABC):
     """Base of the message classes: ``to_bytes`` / ``from_bytes`` over ``to_wire`` / ``from_wire``."""
 
     __slots__ = ()
     msg_type: ClassVar[int]
 
+    @abstractmethod
     def to_wire(self, w: Writer) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Encode the message."""
 
     @classmethod
+    @abstractmethod
     def from_wire(cls, r: Reader) -> ControlBase:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Decode the message from ``r``."""
 
     def to_bytes(self) -> bytes:
         """The message as the UDP payload to send."""
