@@ -10,7 +10,7 @@ requests (the caches must notice).
 from __future__ import annotations
 
 import random
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address
 
 from harness import ecm, ep, map_request, record, register, site
 from hypothesis import example, given, settings
@@ -61,6 +61,17 @@ def fast_answer(ms: MapServer | MapResolver, data: bytes) -> list[tuple[bytes, E
     return [(s.data, s.dst) for s in ms.poll_sends(100.0)]
 
 
+def lane_answer(eng: MapServer | MapResolver, data: bytes) -> list[tuple[bytes, Endpoint]]:
+    """What ``receive_fast`` (the daemon's Map-Request lane) sends: its returned answer
+    or, when it returns None, what it queued."""
+    out = eng.receive_fast(data, ITR, MS_ADDR, 100.0)
+    queued = [(s.data, s.dst) for s in eng.poll_sends(100.0)]
+    if out is None:
+        return queued
+    assert not queued
+    return [(out[0], Endpoint(ip_address(out[1]), out[2]))]
+
+
 PREFIX_BASES = [0x0A000000, 0x0AC80000, 0x0AC90000, 0xAC100000, 0xC0A80000]
 
 registration = st.tuples(
@@ -100,7 +111,10 @@ def test_fast_replies_equal_full_decoder_replies(regs: list[tuple], steps: list[
     # a Map-Resolver co-located with a third copy takes the same fast path
     mr_ms = pair()[0]
     mr = MapResolver(MapResolverConfig(map_request_rate=0), map_server=mr_ms)
-    everyone = (fast, slow, mr_ms)
+    # and both through receive_fast (the daemon's lane: answer returned, not queued)
+    lane_ms, lane_mr_ms = pair()[0], pair()[0]
+    lane_mr = MapResolver(MapResolverConfig(map_request_rate=0), map_server=lane_mr_ms)
+    everyone = (fast, slow, mr_ms, lane_ms, lane_mr_ms)
     for base, off, mask, rloc, ttl, proxy in regs:
         do_register(everyone, _prefix(base, off, mask), rloc, ttl, proxy)
     for kind, step in steps:
@@ -114,7 +128,28 @@ def test_fast_replies_equal_full_decoder_replies(regs: list[tuple], steps: list[
         want = slow_answer(slow, data)
         assert fast_answer(fast, data) == want, (eid, mask)
         assert fast_answer(mr, data) == want, (eid, mask)
+        assert lane_answer(lane_ms, data) == want, (eid, mask)
+        assert lane_answer(lane_mr, data) == want, (eid, mask)
+        plain = map_request(eid, mask_len=mask, nonce=nonce).to_bytes()
+        assert lane_answer(lane_ms, plain) == fast_answer(fast, plain), (eid, mask)
+        assert lane_answer(lane_mr, plain) == fast_answer(mr, plain), (eid, mask)
+        fast_answer(slow, plain)  # keeps the request counters of `slow` and `fast` comparable
     assert fast.counters.requests == slow.counters.requests
+    assert lane_ms.counters.as_dict() == fast.counters.as_dict()
+    assert lane_mr.counters.as_dict() == mr.counters.as_dict()
+    assert lane_mr_ms.counters.as_dict() == mr_ms.counters.as_dict()
+
+
+def test_lane_falls_back_to_receive() -> None:
+    """``receive_fast`` handles everything ``receive`` does, the same way."""
+    for make in (lambda: pair()[0], lambda: MapResolver(MapResolverConfig(map_request_rate=0), map_server=pair()[0])):
+        a, b = make(), make()
+        for data in (b"", b"\x80", ecm(map_request("10.1.2.3"), to_ms=True), ecm(map_request("10.1.2.3"))[:40],
+                     map_request("10.1.2.3", probe=True).to_bytes(),
+                     register([record("10.1.0.0/16", "203.0.113.1")], proxy_reply=True)):
+            b.receive(data, ITR, MS_ADDR, 100.0)
+            assert lane_answer(a, data) == [(s.data, s.dst) for s in b.poll_sends(100.0)]
+        assert a.counters.as_dict() == b.counters.as_dict()
 
 
 def test_negative_cache_follows_registrations() -> None:

@@ -214,3 +214,34 @@ async def test_reload_good_and_bad(tmp_path: Path, daemon: Daemon, test_role: Fa
     notes = await daemon.reload()
     assert daemon.reload_failures == 1 and daemon.config.node.log_level == "debug"
     assert any("node.name" in n for n in notes)
+
+
+async def test_map_request_lane(daemon: Daemon, test_role: FakeRole) -> None:
+    """An engine's ``receive_fast`` answer goes out at once, counted like a queued send;
+    None falls back to the queued sends; an exception is a counted bug."""
+    port = daemon.control_port
+    engine = test_role.engine
+    assert engine is not None
+    calls: list[bytes] = []
+
+    def lane(data: bytes, src: Endpoint, dst: Endpoint, now: float) -> tuple[bytes, str, int] | None:
+        calls.append(data)
+        if data.startswith(b"\x1f"):
+            raise RuntimeError("boom")
+        if data.endswith(b"queue"):
+            engine.receive(data, src, dst, now)
+            return None
+        return b"\x20" + data[1:], str(src.address), src.port
+
+    daemon._fast["map-request"] = lane
+    assert await udp_roundtrip(port, b"\x10fast") == b"\x20fast"
+    assert await udp_roundtrip(port, b"\x10queue") == b"\x20queue"
+    assert await udp_roundtrip(port, b"\x1fbad", timeout=0.2) is None
+    assert calls == [b"\x10fast", b"\x10queue", b"\x1fbad"]
+    assert daemon.rx["map-request"] == 3 and daemon.tx["map-reply"] == 2
+    assert daemon.bugs == 1 and daemon.send_failures == 0
+    assert daemon.latency.snapshot()["map-request"][0][-1] == ("+Inf", 3.0)
+    # no socket of the destination's family: a send failure, not a bug
+    daemon._out.clear()
+    assert await udp_roundtrip(port, b"\x10fast", timeout=0.2) is None
+    assert daemon.send_failures == 1 and daemon.bugs == 1

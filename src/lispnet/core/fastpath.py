@@ -18,6 +18,7 @@ mask-len), the ITR-RLOCs as (version, packed bytes) and the port the reply goes 
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 AFI_IPV4 = 1
@@ -80,6 +81,14 @@ def peek_map_request(data: bytes, ecm: bool) -> PeekedRequest | None:
         if end < 4 + 20 + 8 + 12 or data[0] & 0x08:
             return None
         v = data[4] >> 4
+        if data[4] == 0x45:
+            # the common shape, one unpack: IPv4 (no options) + UDP + Map-Request header
+            total, proto, sport, ulen, first, nonce = _ECM4.unpack_from(data)
+            if proto != 17 or total != end - 4 or ulen != end - 24:
+                return None
+            if first >> 28 != 1 or first & _MREQ_SLOW or (first & 0xFF) != 1 or end < 44 + 2 + 2 + 4:
+                return None
+            return _after_header(data, 44, end, first, nonce, sport)
         if v == 4:
             if data[4] != 0x45 or data[13] != 17:  # no options, UDP
                 return None
@@ -100,14 +109,22 @@ def peek_map_request(data: bytes, ecm: bool) -> PeekedRequest | None:
         o = u + 8
     if end - o < 12 + 2 + 2 + 4 or data[o] >> 4 != 1:
         return None
-    first = int.from_bytes(data[o : o + 4], "big")
+    first, nonce = _MREQ.unpack_from(data, o)
     if first & _MREQ_SLOW or (first & 0xFF) != 1:
         return None
+    return _after_header(data, o + 12, end, first, nonce, port)
+
+
+def _after_header(data: bytes, pos: int, end: int, first: int, nonce: int, port: int) -> PeekedRequest | None:
+    """The rest of ``peek_map_request`` from the source EID at ``pos`` (at least 8 bytes
+    are left)."""
     irc = ((first >> 8) & 0x1F) + 1
-    nonce = int.from_bytes(data[o + 4 : o + 12], "big")
-    pos = _skip_address(data, o + 12, end)  # source EID
-    if pos < 0:
-        return None
+    if data[pos] or data[pos + 1]:
+        pos = _skip_address(data, pos, end)  # source EID
+        if pos < 0:
+            return None
+    else:
+        pos += 2  # no source EID (AFI 0)
     rlocs: list[tuple[int, bytes]] = []
     for _ in range(irc):
         if pos + 2 > end:
@@ -150,7 +167,15 @@ def peek_map_request(data: bytes, ecm: bool) -> PeekedRequest | None:
     else:
         return None
     eid = int.from_bytes(data[pos:end], "big")
-    return PeekedRequest(nonce, iid, afi, eid, mask_len, tuple(rlocs), port)
+    return _new(PeekedRequest, (nonce, iid, afi, eid, mask_len, tuple(rlocs), port))
+
+
+_new = tuple.__new__
+_MREQ = struct.Struct("!IQ")
+"""Map-Request first word and nonce."""
+_ECM4 = struct.Struct("!6xH5xB10xH2xH2xIQ")
+"""ECM + IPv4 + UDP + Map-Request header: total length, protocol, source port, UDP length,
+first word, nonce."""
 
 
 __all__ = ["PeekedRequest", "peek_map_request"]

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 import random
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -106,6 +107,10 @@ from .ratelimit import TokenBucketLimiter
 
 _ECM_E_BYTE = 0x02  # E bit (0x02000000) in byte 0 of the ECM header
 _ECM_M_BYTE = 0x01  # M bit (0x01000000)
+_ECM_NAME = msg_name(MessageType.ECM)
+_ZERO_ADDRESSES = frozenset((bytes(4), bytes(16)))
+"""Packed unspecified IPv4/IPv6 addresses (ITR-RLOCs the fast path skips)."""
+_REQUEST_NAME = msg_name(MessageType.MAP_REQUEST)
 _MNOT_I = 0x08000000  # Map-Notify I bit
 
 
@@ -187,6 +192,8 @@ class MapServer:
         """Negative prefixes already answered -> (reply with nonce 0, inside a site?);
         valid while neither the configured nor the registered prefix set changes."""
         self._negfast_key = (-1, -1)
+        self._addr_text: dict[bytes | IPAddr, str] = {}
+        """Destination address text by packed address / ETR address (``fast_reply``)."""
         c = self.config
         burst = c.map_request_burst if c.map_request_burst is not None else max(1.0, c.map_request_rate)
         self.limiter = TokenBucketLimiter(c.map_request_rate, burst, c.rate_limit_sources)
@@ -499,6 +506,46 @@ class MapServer:
         return notify.signed(key.key, auth_len).to_bytes()
 
     # ==================================================================== Map-Request
+    def receive_fast(self, datagram: bytes, src: Endpoint, dst: Endpoint, now: float) -> tuple[bytes, str, int] | None:
+        """``receive``, except that the one answer to a common-shape Map-Request (plain or
+        ECM) is returned as (payload, destination address text, port) for the shell to
+        send at once instead of being queued; counters are the same.  None = handled the
+        ``receive`` way (whatever it sends is queued)."""
+        t = datagram[0] >> 4 if datagram else 0
+        if t == 8:
+            c = self.counters
+            c.messages_in[_ECM_NAME] += 1
+            if not self._ecm_allowed(datagram, src, now):
+                return None
+            peek = peek_map_request(datagram, True)
+            if peek is not None:
+                out = self.fast_reply(peek, dst.address.version, peek.reply_port, datagram)
+                if out is not None:
+                    return out
+            try:
+                self._ecm_slow(datagram, src, dst, now)
+            except DecodeError as e:
+                c.decode_errors[e.reason] += 1
+            return None
+        if t == 1 and self.config.accept_plain_requests:
+            c = self.counters
+            c.messages_in[_REQUEST_NAME] += 1
+            if not self.limiter.allow(src.address, now):
+                c.requests["rate-limited"] += 1
+                return None
+            peek = peek_map_request(datagram, False)
+            if peek is not None:
+                out = self.fast_reply(peek, dst.address.version, src.port, None)
+                if out is not None:
+                    return out
+            try:
+                self._plain_slow(datagram, src, dst, now)
+            except DecodeError as e:
+                c.decode_errors[e.reason] += 1
+            return None
+        self.receive(datagram, src, dst, now)
+        return None
+
     def _on_plain_request(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         if not self.config.accept_plain_requests:
             self.counters.dropped["plain-request"] += 1
@@ -509,25 +556,35 @@ class MapServer:
         peek = peek_map_request(data, False)
         if peek is not None and self._fast_request(peek, dst, now, src.port, None):
             return
+        self._plain_slow(data, src, dst, now)
+
+    def _plain_slow(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         req = parse_control(data)
         if not isinstance(req, MapRequest):  # pragma: no cover - the nibble says 1
             return
         self.handle_map_request(req, src, dst, now, reply_port=src.port, raw_ecm=None)
 
-    def _on_ecm(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
-        to_ms = bool(data[0] & _ECM_M_BYTE)
-        if to_ms:
+    def _ecm_allowed(self, data: bytes, src: Endpoint, now: float) -> bool:
+        """The rate limiter's verdict on an ECM (counted when refused)."""
+        if data[0] & _ECM_M_BYTE:
             # from a Map-Resolver: limit per requesting ITR (inner source), not per resolver
             inner = data[16:20] if len(data) > 4 and data[4] >> 4 == 4 else data[12:28]
-            if not self.limiter.allow(bytes(inner), now):
-                self.counters.requests["rate-limited"] += 1
-                return
-        elif not self.limiter.allow(src.address, now):
+            ok = self.limiter.allow(bytes(inner), now)
+        else:
+            ok = self.limiter.allow(src.address, now)
+        if not ok:
             self.counters.requests["rate-limited"] += 1
+        return ok
+
+    def _on_ecm(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
+        if not self._ecm_allowed(data, src, now):
             return
         peek = peek_map_request(data, True)
         if peek is not None and self._fast_request(peek, dst, now, peek.reply_port, data):
             return
+        self._ecm_slow(data, src, dst, now)
+
+    def _ecm_slow(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         ecm = parse_control(data)
         if not isinstance(ecm, Ecm) or not isinstance(ecm.message, MapRequest):
             self.counters.dropped["ecm-not-map-request"] += 1
@@ -547,33 +604,69 @@ class MapServer:
         self, p: PeekedRequest, dst: Endpoint, now: float, reply_port: int, raw_ecm: bytes | None
     ) -> bool:
         """Answer a request read by ``fastpath``; False = let the full decoder handle it."""
-        want = dst.address.version
+        out = self._fast_core(p, dst.address.version, reply_port, raw_ecm)
+        if out is None:
+            return False
+        data, to, port, kind = out
+        addr = to if not isinstance(to, bytes) else IPv4Address(to) if len(to) == 4 else IPv6Address(to)
+        self._send(data, Endpoint(addr, port), kind)
+        return True
+
+    def fast_reply(
+        self, p: PeekedRequest, want: int, reply_port: int, raw_ecm: bytes | None
+    ) -> tuple[bytes, str, int] | None:
+        """As ``_fast_request`` for a shell that sends at once: the one datagram to send as
+        (payload, destination address text, port), counted in ``messages_out`` like a
+        queued send; None = nothing was done, use the full decoder.  ``want`` is the IP
+        version of the address the request arrived on."""
+        out = self._fast_core(p, want, reply_port, raw_ecm)
+        if out is None:
+            return None
+        data, to, port, kind = out
+        self.counters.messages_out[kind] += 1
+        text = self._addr_text.get(to)
+        if text is None:
+            if len(self._addr_text) >= INTERN_MAX:
+                self._addr_text.clear()
+            if isinstance(to, bytes):
+                text = socket.inet_ntop(socket.AF_INET if len(to) == 4 else socket.AF_INET6, to)
+            else:
+                text = str(to)
+            self._addr_text[to] = text
+        return data, text, port
+
+    def _fast_core(
+        self, p: PeekedRequest, want: int, reply_port: int, raw_ecm: bytes | None
+    ) -> tuple[bytes, bytes | IPAddr, int, str] | None:
+        """The answer to a request read by ``fastpath`` as (payload, destination (packed ITR-RLOC
+        or ETR address), port, kind for ``messages_out``), with ``requests`` counted; None
+        = nothing was done (let the full decoder handle it)."""
         itr_b: bytes | None = None
         for version, packed in p.itr_rlocs:
-            if any(packed):
+            if packed not in _ZERO_ADDRESSES:
                 if version == want:
                     itr_b = packed
                     break
                 if itr_b is None:
                     itr_b = packed
         if itr_b is None:
-            return False
-        reply_to = Endpoint(IPv4Address(itr_b) if len(itr_b) == 4 else IPv6Address(itr_b), reply_port)
+            return None
         entry = self.registrations.table.lookup_int(p.iid, p.afi, p.eid, p.mask_len)
         if entry is not None:
             if entry.proxy_reply or not entry.locators:
-                self._send(self._proxy_reply(entry, p.nonce), reply_to, "map-reply")
                 self.counters.requests["proxy-reply"] += 1
-                return True
+                tmpl = entry.reply_cache
+                if tmpl is None:
+                    tmpl = entry.reply_cache = self._reply_template(entry)
+                return tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], itr_b, reply_port, "map-reply"
             if raw_ecm is None:
-                return False  # a plain request must be wrapped in a new ECM: slow path
+                return None  # a plain request must be wrapped in a new ECM: slow path
             etr = self._pick_etr(entry, want)
             if etr is None:
-                return False
+                return None
             b0 = (raw_ecm[0] | _ECM_E_BYTE) & ~_ECM_M_BYTE & 0xFF
-            self._send(bytes((b0,)) + raw_ecm[1:], Endpoint(etr, CONTROL_PORT), "ecm")
             self.counters.requests["forwarded-to-etr"] += 1
-            return True
+            return bytes((b0,)) + raw_ecm[1:], etr, CONTROL_PORT, "ecm"
         # Negative: every EID inside an answered negative prefix gets the same answer
         # (it is the least-specific prefix overlapping nothing), so look it up first.
         key = (self.registrations.version, self._conf_version)
@@ -591,8 +684,7 @@ class MapServer:
                 self._negfast.insert(neg, hit)
         tmpl, unregistered = hit
         self.counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
-        self._send(tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], reply_to, "map-reply")
-        return True
+        return tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], itr_b, reply_port, "map-reply"
 
     def handle_map_request(
         self,

@@ -56,8 +56,9 @@ import time
 import traceback
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -80,6 +81,14 @@ STATE_VERSION = 1
 GC_FREEZE_INTERVAL_S = 5.0
 GC_THRESHOLDS = (50_000, 20, 1_000)
 """gen0 allocations, gen1 and gen2 collection ratios (CPython defaults: 700, 10, 10)."""
+
+FastReceive = Callable[[bytes, Endpoint, Endpoint, float], "tuple[bytes, str, int] | None"]
+"""An engine's optional ``receive_fast``: ``receive``, but one answer may come back as
+(payload, destination address text, port) to send at once from the control socket of
+that family; None = handled the ``receive`` way (sends queued)."""
+
+FAST_KINDS = (udp.ECM, udp.MAP_REQUEST, udp.ECM_TO_MS)
+"""Dispatch keys that take the Map-Request lane when their engine has ``receive_fast``."""
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
@@ -106,6 +115,10 @@ class Daemon:
         self.services: dict[str, Any] = {}
         self.engines: list[Engine] = []
         self.dispatch: dict[str, Engine] = {}
+        self._fast: dict[str, FastReceive] = {}
+        """Dispatch keys whose engine has ``receive_fast`` (the Map-Request lane)."""
+        self._out: dict[int, UdpEndpoint] = {}
+        """IP version -> the control socket sends without a source go out of."""
         self.control: list[UdpEndpoint] = []
         self.ephemeral: dict[int, UdpEndpoint] = {}
         self.extra_sockets: list[UdpEndpoint] = []
@@ -228,6 +241,11 @@ class Daemon:
         for kind, fallback in udp.ECM_FALLBACK.items():
             if kind not in self.dispatch and fallback in self.dispatch:
                 self.dispatch[kind] = self.dispatch[fallback]
+        self._fast = {}
+        for kind in FAST_KINDS:
+            fast = getattr(self.dispatch.get(kind), "receive_fast", None)
+            if fast is not None:
+                self._fast[kind] = fast
         log.debug("dispatch: %s", {k: type(v).__name__ for k, v in self.dispatch.items()})
 
     async def _bind_control(self) -> None:
@@ -254,6 +272,8 @@ class Daemon:
                 self.loop, Endpoint(wildcard(version), 0), self._on_datagram, on_batch_end=self._drain
             )
             self.ephemeral[version] = ep
+        for ep in self.control:
+            self._out.setdefault(ep.family, ep)
 
     @property
     def control_port(self) -> int:
@@ -305,6 +325,7 @@ class Daemon:
         for ep in (*self.control, *self.ephemeral.values(), *self.extra_sockets):
             ep.close()
         self.control.clear()
+        self._out.clear()
         self.ephemeral.clear()
         self.extra_sockets.clear()
         for rt in reversed(self.runtimes):
@@ -335,17 +356,36 @@ class Daemon:
         per receive batch (``_drain`` is the sockets' ``on_batch_end``)."""
         kind = classify(data)
         self.rx[kind] += 1
+        fast = self._fast.get(kind)
+        if fast is not None:
+            # the Map-Request lane: a common-shape request's answer comes back as
+            # (payload, address text, port) and goes out at once (no Send / Endpoint)
+            t0 = perf_counter()
+            try:
+                out = fast(data, src, dst, self._loop_time())
+            except Exception:
+                out = None
+                self._bug(f"{type(self.dispatch[kind]).__name__}.receive_fast({kind} from {src})", data)
+            self.latency.observe(kind, perf_counter() - t0)
+            if out is not None:
+                reply, host, port = out
+                ep = self._out.get(6 if ":" in host else 4)
+                if ep is not None and ep.send_raw(reply, (host, port)):
+                    self.tx[udp.MAP_REPLY if reply[0] >> 4 == 2 else classify(reply)] += 1
+                else:
+                    self._send_failed(host, port)
+            return
         engine = self.dispatch.get(kind)
         if engine is None:
             self.unhandled[kind] += 1
             self.ratelog.debug(("unhandled", kind), "no role handles %s (from %s); dropped", kind, src)
             return
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         try:
             engine.receive(data, src, dst, self._loop_time())
         except Exception:
             self._bug(f"{type(engine).__name__}.receive({kind} from {src})", data)
-        self.latency.observe(kind, time.perf_counter() - t0)
+        self.latency.observe(kind, perf_counter() - t0)
 
     def _bug(self, where: str, data: bytes | None = None) -> None:
         self.bugs += 1
@@ -360,6 +400,11 @@ class Daemon:
             self.ratelog.warning(("send", s.dst.address.version), "cannot send to %s (no usable socket)", s.dst)
             return
         self.tx[classify(s.data)] += 1
+
+    def _send_failed(self, host: str, port: int) -> None:
+        self.send_failures += 1
+        version = 6 if ":" in host else 4
+        self.ratelog.warning(("send", version), "cannot send to %s port %d (no usable socket)", host, port)
 
     def _socket_for(self, s: Send) -> UdpEndpoint | None:
         version = s.dst.address.version

@@ -215,6 +215,7 @@ class UdpEndpoint:
         recv = sock.recvfrom
         handler = self.on_datagram
         local = self.local
+        peers = self._peers
         n = 0
         try:
             while n < RECV_BATCH:
@@ -229,7 +230,8 @@ class UdpEndpoint:
                     log.debug("socket error on %s: %s", local, e)
                     continue
                 n += 1
-                handler(data, self._peer(addr), local)
+                src = peers.get(addr)
+                handler(data, src if src is not None else self._peer(addr), local)
                 if self.sock is None:  # closed by the handler
                     break
         finally:
@@ -243,7 +245,15 @@ class UdpEndpoint:
         if sock is None or dst.address.version != self.family:
             self.send_errors += 1
             return False
-        target = (str(dst.address), dst.port)
+        return self.send_raw(data, (str(dst.address), dst.port))
+
+    def send_raw(self, data: bytes, target: tuple[str, int]) -> bool:
+        """``sendto`` for a ready (address text, port) of this socket's family; False when
+        the socket is closed or the send failed (queued on EAGAIN, as ``sendto``)."""
+        sock = self.sock
+        if sock is None:
+            self.send_errors += 1
+            return False
         if self._backlog:
             self._queue(data, target)
             return True
@@ -255,7 +265,7 @@ class UdpEndpoint:
         except OSError as e:
             self.send_errors += 1
             if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.ECONNREFUSED):
-                log.debug("send to %s failed: %s", dst, e)
+                log.debug("send to %s failed: %s", target, e)
             return False
         self.sent += 1
         return True
