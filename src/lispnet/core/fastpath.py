@@ -81,6 +81,14 @@ def peek_map_request(data: bytes, ecm: bool) -> PeekedRequest | None:
         if end < 4 + 20 + 8 + 12 or data[0] & 0x08:
             return None
         v = data[4] >> 4
+        if end == 60 and data[4] == 0x45:
+            # the most common request whole: no source EID, one IPv4 ITR-RLOC, an IPv4 EID
+            (total, proto, sport, ulen, first, nonce, src_afi, itr_afi, itr, mask_len, eid_afi,
+             eid) = _ECM4_SIMPLE.unpack_from(data)
+            if (proto == 17 and total == 56 and ulen == 36 and first >> 28 == 1 and not first & _MREQ_SLOW
+                    and first & 0x1FFF == 1 and src_afi == 0 and itr_afi == AFI_IPV4 and eid_afi == AFI_IPV4
+                    and mask_len <= 32):
+                return _new(PeekedRequest, (nonce, 0, AFI_IPV4, eid, mask_len, ((4, itr),), sport))
         if data[4] == 0x45:
             # the common shape, one unpack: IPv4 (no options) + UDP + Map-Request header
             total, proto, sport, ulen, first, nonce = _ECM4.unpack_from(data)
@@ -176,6 +184,9 @@ _MREQ = struct.Struct("!IQ")
 _ECM4 = struct.Struct("!6xH5xB10xH2xH2xIQ")
 """ECM + IPv4 + UDP + Map-Request header: total length, protocol, source port, UDP length,
 first word, nonce."""
+_ECM4_SIMPLE = struct.Struct("!6xH5xB10xH2xH2xIQHH4sxBHI")
+"""The 60-byte request: as ``_ECM4``, then source-EID AFI, ITR-RLOC AFI and address, the
+record's mask-len, AFI and EID."""
 
 
 __all__ = ["PeekedRequest", "peek_map_request"]

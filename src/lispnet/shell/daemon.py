@@ -163,7 +163,9 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self._loop_time = loop.time
+        # the default loop's clock is time.monotonic: call it directly (one call less per datagram)
+        default_clock = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+        self._loop_time = time.monotonic if default_clock else loop.time
         cfg = self.config
         log.info("lispnet %s node %s starting, roles: %s", __version__, cfg.node.name, ", ".join(cfg.node.roles))
         load_role_modules(self.role_modules)
