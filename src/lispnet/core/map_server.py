@@ -56,27 +56,21 @@ Service methods for the REST API (all return JSON-able values): ``list_sites``,
 
 from __future__ import annotations
 
-import math
 import random
 import socket
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from ..db.lpm import LpmTable, address_width
 from ..db.negative import negative_prefix
 from ..db.sites import (
-    ACTION_BY_NAME,
-    ACTION_NAMES,
     AllowedPrefix,
     RegisteredPrefix,
     Registration,
     RegistrationTable,
     SiteKey,
     SitePolicy,
-    locator_from_dict,
-    locator_to_dict,
     registrant_key,
 )
 from ..wire.address import NoAddress
@@ -85,14 +79,19 @@ from ..wire.control import Ecm, MapNotify, MapRegister, MapReply, MapRequest, pa
 from ..wire.enums import Action, MessageType
 from ..wire.errors import DecodeError
 from ..wire.prefix import EidPrefix
-from ..wire.records import EidRecord, LocatorRecord
+from ..wire.records import EidRecord
 from .engine import CONTROL_PORT, Endpoint, Event, IPAddr, Send
 from .expiry import ExpiryBuckets
 from .fastpath import PeekedRequest, peek_map_request
+from .map_server_api import MapServerService
 from .mapsys import (
+    INTERN_MAX,
+    NEGATIVE_FAST_MAX,
     NEGATIVE_TTL_MIN,
+    REFRESH_CACHE_MIN,
     UNREGISTERED_TTL_MIN,
     Counters,
+    MapServerConfig,
     NegativeReplyCache,
     RegistrationExpired,
     RegistrationRejected,
@@ -114,38 +113,6 @@ _REQUEST_NAME = msg_name(MessageType.MAP_REQUEST)
 _MNOT_I = 0x08000000  # Map-Notify I bit
 
 
-@dataclass(frozen=True, slots=True)
-class MapServerConfig:
-    """Map-Server knobs (``config.model.MapServerOptions`` / ``MapResolverOptions`` map onto these)."""
-
-    registration_timeout_s: float = 180.0
-    """Removal of a registration not refreshed (T bit clear)."""
-    max_registrations: int = 2_000_000
-    """Upper bound on registrations (a hostile ETR cannot exhaust memory)."""
-    proxy_reply_ttl: int | None = None
-    """Override the TTL (minutes) of proxy Map-Replies; None = the registered TTL."""
-    negative_ttl: int = NEGATIVE_TTL_MIN
-    """TTL (minutes) of negative replies for non-EID space."""
-    unregistered_ttl: int = UNREGISTERED_TTL_MIN
-    """TTL (minutes) of negative replies for configured but unregistered EIDs."""
-    negative_action: Action = Action.NATIVELY_FORWARD
-    """ACT of negative replies for non-EID space."""
-    map_request_rate: float = 1000.0
-    """Map-Requests per second per source (0 = unlimited)."""
-    map_request_burst: float | None = None
-    """Bucket size (None = one second's worth of ``map_request_rate``)."""
-    rate_limit_sources: int = 65536
-    """Sources tracked by the rate limiter."""
-    accept_plain_requests: bool = True
-    """Answer Map-Requests that are not encapsulated (OOR's MS drops them; we answer)."""
-    notify_xtr_id_flagged: bool = False
-    """Set the I bit when a Map-Notify carries the registrant's xTR-ID; lispers.net sends it unflagged."""
-    max_pending_sends: int = 100_000
-    """Bound on queued datagrams between two ``poll_sends``."""
-    max_pending_events: int = 10_000
-    """Bound on queued events between two ``poll_events``."""
-
-
 _Refresh = tuple[SitePolicy, SiteKey, tuple[tuple[Registration, "int | str", float], ...]]
 """What an accepted Map-Register installed, to refresh it again without decoding:
 (site, key, ((installed registration, its registrant key, its lifetime in seconds), ...)).
@@ -154,14 +121,8 @@ Keyed by the register's bytes minus nonce and authentication data, plus its sour
 identical re-registration (the 60 s refresh) only needs its HMAC checked and the
 installed registrations' expiry moved.  A plain tuple: one per registered EID."""
 
-REFRESH_CACHE_MIN = 262_144
-INTERN_MAX = 262_144
-"""Distinct shared locator sets / ETR addresses kept for interning."""
-NEGATIVE_FAST_MAX = 65_536
-"""Negative prefixes remembered by the request fast path before it starts over."""
 
-
-class MapServer:
+class MapServer(MapServerService):
     """The Map-Server engine (``core.engine.Engine``) plus its service methods."""
 
     def __init__(
@@ -239,7 +200,8 @@ class MapServer:
         for reg in self.expiry.due(now, self._installed):
             self._remove_registration(reg)
             self.counters.registrations["expired"] += 1
-            self._emit(RegistrationExpired(reg.site, reg.prefix, _endpoint(reg), reg.xtr_id))
+            etr = None if reg.etr is None else Endpoint(reg.etr[0], reg.etr[1])
+            self._emit(RegistrationExpired(reg.site, reg.prefix, etr, reg.xtr_id))
 
     # ======================================================================== helpers
     def _send(self, data: bytes, dst: Endpoint, kind: str) -> None:
@@ -817,195 +779,6 @@ class MapServer:
         if inner_dst.version != src.address.version:
             inner_dst = dst.address if dst.address.version == src.address.version else src.address
         return Ecm(req, src.address, inner_dst, reply_port, to_etr=True).to_bytes()
-
-    # =============================================================== service methods
-    def list_sites(self) -> list[dict[str, Any]]:
-        """Every site (keys hidden) with its registration and rejection counts."""
-        return [self.get_site(name) or {} for name in sorted(self.sites)]
-
-    def get_site(self, name: str) -> dict[str, Any] | None:
-        """One site (keys hidden), its registered prefixes and its rejections."""
-        s = self.sites.get(name)
-        if s is None:
-            return None
-        d = s.to_dict(include_keys=False)
-        regs = list(self.registrations.items(site=name))
-        d["registered-prefixes"] = len(regs)
-        d["registrations"] = sum(len(e.registrants) for e in regs)
-        d["rejections"] = [r.to_dict() for (sn, _), r in sorted(self._rejections.items(), key=_rej_key) if sn == name]
-        return d
-
-    def add_site(self, site: SitePolicy | Mapping[str, Any], replace: bool = True, now: float = 0.0) -> bool:
-        """Add (or replace) a site at run time; returns True if it replaced one.
-
-        A dict is read with ``SitePolicy.from_dict`` (the config/REST schema).  Existing
-        registrations that the new policy no longer allows are withdrawn.
-        """
-        policy = site if isinstance(site, SitePolicy) else SitePolicy.from_dict(site)
-        old = self.sites.get(policy.name)
-        if old is not None and not replace:
-            raise ValueError(f"site {policy.name!r} exists")
-        self.sites[policy.name] = policy
-        self._rebuild_configured()
-        if old is not None:
-            for reg in self.registrations.site_registrations(policy.name):
-                if reg.is_static:
-                    continue
-                ok = policy.allowed_prefix_for(reg.prefix) is not None and all(
-                    policy.rloc_allowed(loc) for loc in reg.locators
-                )
-                if not ok:
-                    self._remove_registration(reg)
-                    self._emit(RegistrationWithdrawn(policy.name, reg.prefix, "site-changed"))
-            for entry in list(self.registrations.items(site=policy.name)):
-                entry.recompute(policy.force_merge, policy.proxy_reply)
-                self.registrations.touched(entry.prefix)
-        self._emit(SiteChanged("site", policy.name, "replaced" if old else "added"))
-        return old is not None
-
-    def delete_site(self, name: str) -> bool:
-        """Remove a site and its dynamic registrations (static mappings stay)."""
-        if self.sites.pop(name, None) is None:
-            return False
-        self._rebuild_configured()
-        for reg in self.registrations.site_registrations(name):
-            if not reg.is_static:
-                self._remove_registration(reg)
-                self._emit(RegistrationWithdrawn(name, reg.prefix, "site-deleted"))
-        self._emit(SiteChanged("site", name, "deleted"))
-        return True
-
-    def add_static_mapping(
-        self,
-        prefix: EidPrefix | Mapping[str, Any],
-        locators: Sequence[LocatorRecord] = (),
-        ttl: int = 1440,
-        action: Action = Action.NO_ACTION,
-        now: float = 0.0,
-    ) -> None:
-        """A mapping answered (proxy reply) without registration; never expires.
-
-        ``prefix`` may be a ``config.model.StaticMapping``-style dict (``eid-prefix``,
-        ``instance-id``, ``rlocs``, ``ttl``, ``action``).
-        """
-        if not isinstance(prefix, EidPrefix):
-            d = prefix
-            prefix = EidPrefix.parse(str(d["eid-prefix"]), int(d.get("instance-id", 0)))
-            locators = tuple(locator_from_dict(x) for x in d.get("rlocs", ()))
-            ttl = int(d.get("ttl", 1440))
-            name = d.get("action", "no-action")
-            if name not in ACTION_BY_NAME:
-                raise ValueError(f"unknown action {name!r}")
-            action = ACTION_BY_NAME[name]
-        prefix = prefix.masked()
-        hit = self.configured.longest_match(prefix)
-        site = hit[1][0][0].name if hit is not None else None
-        reg = Registration(
-            prefix=prefix,
-            site=site,
-            locators=tuple(locators),
-            ttl=ttl,
-            etr=None,
-            action=action,
-            first_registered=now,
-            last_registered=now,
-            expires_at=math.inf,
-        )
-        fm, fp = self._site_flags(site)
-        self.registrations.upsert(reg, fm, fp)
-        self._emit(SiteChanged("static-mapping", str(prefix), "added"))
-
-    def delete_static_mapping(self, prefix: EidPrefix) -> bool:
-        entry = self.registrations.get(prefix)
-        if entry is None or "static" not in entry.registrants:
-            return False
-        self._remove_registration(entry.registrants["static"])
-        self._emit(SiteChanged("static-mapping", str(prefix), "deleted"))
-        return True
-
-    def static_mappings(self) -> list[dict[str, Any]]:
-        """Static mappings in the ``config.model.StaticMapping`` schema."""
-        out = []
-        for entry in self.registrations.items():
-            reg = entry.registrants.get("static")
-            if reg is None:
-                continue
-            out.append(
-                {
-                    "eid-prefix": f"{reg.prefix.address}/{reg.prefix.mask_len}",
-                    "instance-id": reg.prefix.iid,
-                    "rlocs": [locator_to_dict(loc) for loc in reg.locators],
-                    "ttl": reg.ttl,
-                    "action": ACTION_NAMES.get(reg.action, "no-action"),
-                }
-            )
-        return out
-
-    def list_registrations(
-        self,
-        iid: int | None = None,
-        prefix: EidPrefix | None = None,
-        site: str | None = None,
-        now: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Registered prefixes (merged view + each registrant), filtered."""
-        return [e.to_dict(now) for e in self.registrations.items(iid=iid, prefix=prefix, site=site)]
-
-    def rejections(self, site: str | None = None) -> list[dict[str, Any]]:
-        """Rejection counts with the last offender, per (site, reason)."""
-        return [
-            r.to_dict()
-            for (sn, _), r in sorted(self._rejections.items(), key=_rej_key)
-            if site is None or sn == site
-        ]
-
-    def stats(self) -> dict[str, Any]:
-        """Counters plus table sizes (for ``GET /stats`` and metrics)."""
-        d: dict[str, Any] = dict(self.counters.as_dict())
-        d["sites"] = len(self.sites)
-        d["registered-prefixes"] = self.registrations.prefix_count
-        d["registrations-installed"] = len(self.registrations)
-        d["rate-limited-sources"] = len(self.limiter)
-        return d
-
-    counters_dict = stats
-
-    def snapshot(self) -> dict[str, Any]:
-        """The writable database (sites with keys, static mappings) as JSON-able data."""
-        return {
-            "sites": [self.sites[n].to_dict(include_keys=True) for n in sorted(self.sites)],
-            "static-mappings": self.static_mappings(),
-        }
-
-    def restore(self, data: Mapping[str, Any], replace_all: bool = False) -> None:
-        """Load a :meth:`snapshot`.  Same-named sites and same-prefix static mappings are
-        replaced; with ``replace_all`` everything not in ``data`` is removed first.
-        Raises ``ValueError``/``KeyError`` on malformed data before changing anything."""
-        sites = [SitePolicy.from_dict(d) for d in data.get("sites", ())]
-        statics = list(data.get("static-mappings", ()))
-        for d in statics:  # validate before touching anything
-            EidPrefix.parse(str(d["eid-prefix"]), int(d.get("instance-id", 0)))
-            for x in d.get("rlocs", ()):
-                locator_from_dict(x)
-        if replace_all:
-            for name in list(self.sites):
-                self.delete_site(name)
-            for entry in list(self.registrations.items()):
-                if "static" in entry.registrants:
-                    self.delete_static_mapping(entry.prefix)
-        for s in sites:
-            self.add_site(s)
-        for d in statics:
-            self.add_static_mapping(d)
-
-
-def _endpoint(reg: Registration) -> Endpoint | None:
-    return None if reg.etr is None else Endpoint(reg.etr[0], reg.etr[1])
-
-
-def _rej_key(item: tuple[tuple[str | None, str], Rejection]) -> tuple[str, str]:
-    (site, reason), _ = item
-    return (site or "", reason)
 
 
 __all__ = [

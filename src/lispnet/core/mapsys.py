@@ -184,4 +184,43 @@ class NegativeReplyCache:
         return MapReply(nonce, (rec,)).to_bytes()
 
 
+REFRESH_CACHE_MIN = 262_144
+INTERN_MAX = 262_144
+"""Distinct shared locator sets / ETR addresses kept for interning."""
+NEGATIVE_FAST_MAX = 65_536
+"""Negative prefixes remembered by the request fast path before it starts over."""
+
+
+@dataclass(frozen=True, slots=True)
+class MapServerConfig:
+    """Map-Server knobs (``config.model.MapServerOptions`` / ``MapResolverOptions`` map onto these)."""
+
+    registration_timeout_s: float = 180.0
+    """Removal of a registration not refreshed (T bit clear)."""
+    max_registrations: int = 2_000_000
+    """Upper bound on registrations (a hostile ETR cannot exhaust memory)."""
+    proxy_reply_ttl: int | None = None
+    """Override the TTL (minutes) of proxy Map-Replies; None = the registered TTL."""
+    negative_ttl: int = NEGATIVE_TTL_MIN
+    """TTL (minutes) of negative replies for non-EID space."""
+    unregistered_ttl: int = UNREGISTERED_TTL_MIN
+    """TTL (minutes) of negative replies for configured but unregistered EIDs."""
+    negative_action: Action = Action.NATIVELY_FORWARD
+    """ACT of negative replies for non-EID space."""
+    map_request_rate: float = 1000.0
+    """Map-Requests per second per source (0 = unlimited)."""
+    map_request_burst: float | None = None
+    """Bucket size (None = one second's worth of ``map_request_rate``)."""
+    rate_limit_sources: int = 65536
+    """Sources tracked by the rate limiter."""
+    accept_plain_requests: bool = True
+    """Answer Map-Requests that are not encapsulated (OOR's MS drops them; we answer)."""
+    notify_xtr_id_flagged: bool = False
+    """Set the I bit when a Map-Notify carries the registrant's xTR-ID; lispers.net sends it unflagged."""
+    max_pending_sends: int = 100_000
+    """Bound on queued datagrams between two ``poll_sends``."""
+    max_pending_events: int = 10_000
+    """Bound on queued events between two ``poll_events``."""
+
+
 __all__ = ["Counters", "NEGATIVE_TTL_MIN", "NegativeReplyCache", "RegistrationExpired", "RegistrationRejected", "RegistrationWithdrawn", "Rejection", "SiteChanged", "SiteRegistered", "UNREGISTERED_TTL_MIN", "choose_itr_rloc", "msg_name"]

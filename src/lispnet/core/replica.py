@@ -38,8 +38,8 @@ from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from .engine import CONTROL_PORT, Endpoint
 from .fastpath import PeekedRequest, peek_map_request
-from .map_server import NEGATIVE_FAST_MAX, MapServer, MapServerConfig
-from .mapsys import Counters, NegativeReplyCache
+from .map_server import MapServer
+from .mapsys import NEGATIVE_FAST_MAX, Counters, MapServerConfig, NegativeReplyCache
 from .ratelimit import TokenBucketLimiter
 
 _ECM_E_BYTE = 0x02
