@@ -19,7 +19,14 @@ mask-len), the ITR-RLOCs as (version, packed bytes) and the port the reply goes 
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from ..wire.errors import DecodeError
+
+if TYPE_CHECKING:
+    from .engine import Endpoint
+    from .mapsys import Counters
 
 AFI_IPV4 = 1
 AFI_IPV6 = 2
@@ -190,3 +197,40 @@ record's mask-len, AFI and EID."""
 
 
 __all__ = ["PeekedRequest", "peek_map_request"]
+
+
+class FastReplier(Protocol):
+    """What answers a peeked request at once (the Map-Server)."""
+
+    def fast_reply(
+        self, p: PeekedRequest, want: int, reply_port: int, raw_ecm: bytes | None
+    ) -> tuple[bytes, str, int] | None: ...
+
+
+def answer_now_or_slow(
+    ms: FastReplier,
+    counters: Counters,
+    datagram: bytes,
+    ecm: bool,
+    src: Endpoint,
+    dst: Endpoint,
+    now: float,
+    slow: Callable[[bytes, Endpoint, Endpoint, float], None],
+    handed: str | None,
+) -> tuple[bytes, str, int] | None:
+    """The shared tail of the engines' ``receive_fast`` (after counting and rate limiting):
+    answer a common-shape request at once, else run ``slow`` (the full decoder), counting
+    its decode errors.  ``handed`` names the request outcome to count when answered."""
+    peek = peek_map_request(datagram, ecm)
+    if peek is not None:
+        port = peek.reply_port if ecm else src.port
+        out = ms.fast_reply(peek, dst.address.version, port, datagram if ecm else None)
+        if out is not None:
+            if handed is not None:
+                counters.requests[handed] += 1
+            return out
+    try:
+        slow(datagram, src, dst, now)
+    except DecodeError as e:
+        counters.decode_errors[e.reason] += 1
+    return None

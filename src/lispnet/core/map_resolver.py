@@ -40,7 +40,7 @@ from ..wire.enums import Action, MessageType
 from ..wire.errors import DecodeError
 from ..wire.prefix import EidPrefix
 from .engine import Endpoint, Event, Send
-from .fastpath import peek_map_request
+from .fastpath import answer_now_or_slow
 from .map_server import NEGATIVE_TTL_MIN, Counters, MapServer, NegativeReplyCache, choose_itr_rloc, msg_name
 from .ratelimit import TokenBucketLimiter
 
@@ -174,34 +174,14 @@ class MapResolver:
             if not self.limiter.allow(src.address, now):
                 c.requests["rate-limited"] += 1
                 return None
-            peek = peek_map_request(datagram, True)
-            if peek is not None:
-                out = ms.fast_reply(peek, dst.address.version, peek.reply_port, datagram)
-                if out is not None:
-                    c.requests["handed-to-map-server"] += 1
-                    return out
-            try:
-                self._ecm_slow(datagram, src, dst, now)
-            except DecodeError as e:
-                c.decode_errors[e.reason] += 1
-            return None
+            return answer_now_or_slow(ms, c, datagram, True, src, dst, now, self._ecm_slow, "handed-to-map-server")
         if ms is not None and t == MessageType.MAP_REQUEST and self.config.accept_plain_requests:
             c = self.counters
             c.messages_in[_REQUEST_NAME] += 1
             if not self.limiter.allow(src.address, now):
                 c.requests["rate-limited"] += 1
                 return None
-            peek = peek_map_request(datagram, False)
-            if peek is not None:
-                out = ms.fast_reply(peek, dst.address.version, src.port, None)
-                if out is not None:
-                    c.requests["handed-to-map-server"] += 1
-                    return out
-            try:
-                self._plain_slow(datagram, src, dst, now)
-            except DecodeError as e:
-                c.decode_errors[e.reason] += 1
-            return None
+            return answer_now_or_slow(ms, c, datagram, False, src, dst, now, self._plain_slow, "handed-to-map-server")
         self.receive(datagram, src, dst, now)
         return None
 

@@ -82,7 +82,7 @@ from ..wire.prefix import EidPrefix
 from ..wire.records import EidRecord
 from .engine import CONTROL_PORT, Endpoint, Event, IPAddr, Send
 from .expiry import ExpiryBuckets
-from .fastpath import PeekedRequest, peek_map_request
+from .fastpath import PeekedRequest, answer_now_or_slow, peek_map_request
 from .map_server_api import MapServerService
 from .mapsys import (
     INTERN_MAX,
@@ -479,32 +479,14 @@ class MapServer(MapServerService):
             c.messages_in[_ECM_NAME] += 1
             if not self._ecm_allowed(datagram, src, now):
                 return None
-            peek = peek_map_request(datagram, True)
-            if peek is not None:
-                out = self.fast_reply(peek, dst.address.version, peek.reply_port, datagram)
-                if out is not None:
-                    return out
-            try:
-                self._ecm_slow(datagram, src, dst, now)
-            except DecodeError as e:
-                c.decode_errors[e.reason] += 1
-            return None
+            return answer_now_or_slow(self, c, datagram, True, src, dst, now, self._ecm_slow, None)
         if t == 1 and self.config.accept_plain_requests:
             c = self.counters
             c.messages_in[_REQUEST_NAME] += 1
             if not self.limiter.allow(src.address, now):
                 c.requests["rate-limited"] += 1
                 return None
-            peek = peek_map_request(datagram, False)
-            if peek is not None:
-                out = self.fast_reply(peek, dst.address.version, src.port, None)
-                if out is not None:
-                    return out
-            try:
-                self._plain_slow(datagram, src, dst, now)
-            except DecodeError as e:
-                c.decode_errors[e.reason] += 1
-            return None
+            return answer_now_or_slow(self, c, datagram, False, src, dst, now, self._plain_slow, None)
         self.receive(datagram, src, dst, now)
         return None
 
