@@ -27,6 +27,7 @@ those ignored bits do not survive a round trip.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, TypeAlias
@@ -67,8 +68,26 @@ def _field(name: str, v: int, bits: int) -> None:
         raise ValueError(f"{name}={v} does not fit in {bits} bits")
 
 
+class _TwoWords(ABC):
+    """Shared encoding of the 8-byte headers: subclasses give ``words()``."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def words(self) -> tuple[int, int]:
+        """The two 32-bit words of the header."""
+
+    def to_bytes(self) -> bytes:
+        return _WORDS.pack(*self.words())
+
+    def to_wire(self, w: Writer) -> None:
+        w1, w2 = self.words()
+        w.write_u32(w1)
+        w.write_u32(w2)
+
+
 @dataclass(frozen=True, slots=True)
-class LispHeader:
+class LispHeader(_TwoWords):
     """The 8-byte LISP data header (RFC 9300 section 5.3; map-version from RFC 9302).
 
     The flag bits are derived from the fields: N = ``nonce is not None``, L = ``lsb is
@@ -134,14 +153,6 @@ class LispHeader:
         else:
             w2 = self.lsb or 0
         return w1, w2
-
-    def to_bytes(self) -> bytes:
-        return _WORDS.pack(*self.words())
-
-    def to_wire(self, w: Writer) -> None:
-        w1, w2 = self.words()
-        w.write_u32(w1)
-        w.write_u32(w2)
 
     # --- decoding -------------------------------------------------------------------
 
@@ -245,7 +256,7 @@ def _vni_from(w2: int, w1: int, what: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class VxlanHeader:
+class VxlanHeader(_TwoWords):
     """The VXLAN header (RFC 7348 section 5): flags with I set, and the 24-bit VNI."""
 
     vni: int
@@ -256,13 +267,6 @@ class VxlanHeader:
 
     def words(self) -> tuple[int, int]:
         return VXLAN_I_FLAG, self.vni << 8
-
-    def to_bytes(self) -> bytes:
-        return _WORDS.pack(VXLAN_I_FLAG, self.vni << 8)
-
-    def to_wire(self, w: Writer) -> None:
-        w.write_u32(VXLAN_I_FLAG)
-        w.write_u32(self.vni << 8)
 
     @classmethod
     def from_words(cls, w1: int, w2: int) -> VxlanHeader:
@@ -284,7 +288,7 @@ class VxlanHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class VxlanGpeHeader:
+class VxlanGpeHeader(_TwoWords):
     """The VXLAN-GPE header (draft-ietf-nvo3-vxlan-gpe, UDP 4790)."""
 
     vni: int
@@ -314,14 +318,6 @@ class VxlanGpeHeader:
             w1 |= GPE_O_FLAG
         return w1, self.vni << 8
 
-    def to_bytes(self) -> bytes:
-        return _WORDS.pack(*self.words())
-
-    def to_wire(self, w: Writer) -> None:
-        w1, w2 = self.words()
-        w.write_u32(w1)
-        w.write_u32(w2)
-
     @classmethod
     def from_words(cls, w1: int, w2: int) -> VxlanGpeHeader:
         vni = _vni_from(w2, w1, "VXLAN-GPE")
@@ -343,7 +339,7 @@ class VxlanGpeHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class VxlanGbpHeader:
+class VxlanGbpHeader(_TwoWords):
     """The VXLAN Group Based Policy header (draft-smith-vxlan-group-policy, UDP 4789, G set)."""
 
     vni: int
@@ -366,14 +362,6 @@ class VxlanGbpHeader:
         if self.policy_applied:
             w1 |= GBP_A_FLAG
         return w1, self.vni << 8
-
-    def to_bytes(self) -> bytes:
-        return _WORDS.pack(*self.words())
-
-    def to_wire(self, w: Writer) -> None:
-        w1, w2 = self.words()
-        w.write_u32(w1)
-        w.write_u32(w2)
 
     @classmethod
     def from_words(cls, w1: int, w2: int) -> VxlanGbpHeader:
