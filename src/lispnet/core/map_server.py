@@ -86,12 +86,12 @@ from .fastpath import PeekedRequest, answer_now_or_slow, peek_map_request
 from .map_server_api import MapServerService
 from .mapsys import (
     INTERN_MAX,
-    NEGATIVE_FAST_MAX,
     NEGATIVE_TTL_MIN,
     REFRESH_CACHE_MIN,
     UNREGISTERED_TTL_MIN,
     Counters,
     MapServerConfig,
+    NegativeFastCache,
     NegativeReplyCache,
     RegistrationExpired,
     RegistrationRejected,
@@ -149,10 +149,7 @@ class MapServer(MapServerService):
         self._refresh: dict[bytes, Registration | _Refresh] = {}
         self._conf_version = 0
         self._interned: dict[Any, Any] = {}
-        self._negfast: LpmTable[tuple[bytes, bool]] = LpmTable()
-        """Negative prefixes already answered -> (reply with nonce 0, inside a site?);
-        valid while neither the configured nor the registered prefix set changes."""
-        self._negfast_key = (-1, -1)
+        self._negfast = NegativeFastCache()
         self._addr_text: dict[bytes | IPAddr, str] = {}
         """Destination address text by packed address / ETR address (``fast_reply``)."""
         c = self.config
@@ -611,24 +608,9 @@ class MapServer(MapServerService):
             b0 = (raw_ecm[0] | _ECM_E_BYTE) & ~_ECM_M_BYTE & 0xFF
             self.counters.requests["forwarded-to-etr"] += 1
             return bytes((b0,)) + raw_ecm[1:], etr, CONTROL_PORT, "ecm"
-        # Negative: every EID inside an answered negative prefix gets the same answer
-        # (it is the least-specific prefix overlapping nothing), so look it up first.
         key = (self.registrations.version, self._conf_version)
-        if key != self._negfast_key or len(self._negfast) >= NEGATIVE_FAST_MAX:
-            self._negfast = LpmTable()
-            self._negfast_key = key
-        hit = self._negfast.lookup_int(p.iid, p.afi, p.eid, p.mask_len)
-        if hit is None:
-            addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
-            neg, ttl, action, unregistered = self._negative_for(EidPrefix(p.iid, addr, p.mask_len))
-            hit = (self._neg.reply(0, neg, ttl, action), unregistered)
-            if p.mask_len == (32 if p.afi == 1 else 128):
-                # Only a host EID's answer overlaps no registration (a shorter requested
-                # prefix may straddle one), so only it may answer for its neighbours.
-                self._negfast.insert(neg, hit)
-        tmpl, unregistered = hit
-        self.counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
-        return tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], itr_b, reply_port, "map-reply"
+        reply = self._negfast.reply(key, p, self._negative_for, self._neg, self.counters)
+        return reply, itr_b, reply_port, "map-reply"
 
     def handle_map_request(
         self,

@@ -8,17 +8,21 @@ every public name, so ``from lispnet.core.map_server import SiteRegistered`` wor
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..db.lpm import LpmTable
 from ..wire.address import Address
 from ..wire.control import MapReply
 from ..wire.enums import Action, MessageType
 from ..wire.prefix import EidPrefix
 from ..wire.records import EidRecord, LocatorRecord
 from .engine import Endpoint, Event, IPAddr
+
+if TYPE_CHECKING:
+    from .fastpath import PeekedRequest
 
 NEGATIVE_TTL_MIN = 15
 """Negative Map-Reply TTL for non-EID space (spec 11.2)."""
@@ -224,3 +228,42 @@ class MapServerConfig:
 
 
 __all__ = ["Counters", "NEGATIVE_TTL_MIN", "NegativeReplyCache", "RegistrationExpired", "RegistrationRejected", "RegistrationWithdrawn", "Rejection", "SiteChanged", "SiteRegistered", "UNREGISTERED_TTL_MIN", "choose_itr_rloc", "msg_name"]
+
+
+class NegativeFastCache:
+    """Negative prefixes already answered -> (reply template with nonce 0, unregistered?).
+
+    Every EID inside an answered negative prefix gets the same answer (it is the
+    least-specific prefix overlapping nothing), so the request fast paths look here
+    first.  Valid while ``key`` (registered and configured prefix-set versions) is
+    unchanged; only host EIDs seed it, since a shorter requested prefix may straddle a
+    registration."""
+
+    __slots__ = ("_table", "_key")
+
+    def __init__(self) -> None:
+        self._table: LpmTable[tuple[bytes, bool]] = LpmTable()
+        self._key = (-1, -1)
+
+    def reply(
+        self,
+        key: tuple[int, int],
+        p: PeekedRequest,
+        negative_for: Callable[[EidPrefix], tuple[EidPrefix, int, Action, bool]],
+        neg: NegativeReplyCache,
+        counters: Counters,
+    ) -> bytes:
+        """The negative Map-Reply for ``p`` (nonce spliced in), counted by outcome."""
+        if key != self._key or len(self._table) >= NEGATIVE_FAST_MAX:
+            self._table = LpmTable()
+            self._key = key
+        hit = self._table.lookup_int(p.iid, p.afi, p.eid, p.mask_len)
+        if hit is None:
+            addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
+            prefix, ttl, action, unregistered = negative_for(EidPrefix(p.iid, addr, p.mask_len))
+            hit = (neg.reply(0, prefix, ttl, action), unregistered)
+            if p.mask_len == (32 if p.afi == 1 else 128):
+                self._table.insert(prefix, hit)
+        tmpl, unregistered = hit
+        counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
+        return tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:]

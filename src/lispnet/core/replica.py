@@ -39,7 +39,7 @@ from ..wire.prefix import EidPrefix
 from .engine import CONTROL_PORT, Endpoint
 from .fastpath import PeekedRequest, peek_map_request
 from .map_server import MapServer
-from .mapsys import NEGATIVE_FAST_MAX, Counters, MapServerConfig, NegativeReplyCache
+from .mapsys import Counters, MapServerConfig, NegativeFastCache, NegativeReplyCache
 from .ratelimit import TokenBucketLimiter
 
 _ECM_E_BYTE = 0x02
@@ -85,8 +85,7 @@ class RequestReplica:
         self.counters = Counters()
         self.sends: list[ReplicaSend] = []
         self._neg = NegativeReplyCache()
-        self._negfast: LpmTable[tuple[bytes, bool]] = LpmTable()
-        self._negfast_key = (-1, -1)
+        self._negfast = NegativeFastCache()
         self._addr_text: dict[bytes, str] = {}
         self.config = config
         self.limiter = _limiter(config)
@@ -203,20 +202,8 @@ class RequestReplica:
             self.sends.append((bytes((b0,)) + raw_ecm[1:], str(etr), CONTROL_PORT))
             self.counters.requests["forwarded-to-etr"] += 1
             return True
-        key = (self.version, self._conf_version)
-        if key != self._negfast_key or len(self._negfast) >= NEGATIVE_FAST_MAX:
-            self._negfast = LpmTable()
-            self._negfast_key = key
-        hit = self._negfast.lookup_int(p.iid, p.afi, p.eid, p.mask_len)
-        if hit is None:
-            addr = IPv4Address(p.eid) if p.afi == 1 else IPv6Address(p.eid)
-            neg, ttl, action, unregistered = self._negative_for(EidPrefix(p.iid, addr, p.mask_len))
-            hit = (self._neg.reply(0, neg, ttl, action), unregistered)
-            if p.mask_len == (32 if p.afi == 1 else 128):
-                self._negfast.insert(neg, hit)
-        tmpl, unregistered = hit
-        self.counters.requests["negative-unregistered" if unregistered else "negative-non-eid"] += 1
-        self.sends.append((tmpl[:4] + p.nonce.to_bytes(8, "big") + tmpl[12:], self._text(itr_b), reply_port))
+        reply = self._negfast.reply((self.version, self._conf_version), p, self._negative_for, self._neg, self.counters)
+        self.sends.append((reply, self._text(itr_b), reply_port))
         return True
 
     def _negative_for(self, eid: EidPrefix) -> tuple[EidPrefix, int, Action, bool]:
