@@ -118,6 +118,8 @@ _RLOC_KEY = struct.Struct("=B3x16s")
 _MISS_EVENT = struct.Struct(f"=IBxH16s16s{MISS_COPY}s")
 _RLOC_STAT_KEY = struct.Struct("=BB2x16s")
 _RLOC_STAT = struct.Struct("=QQ")
+_RLOC_RECENT = struct.Struct("=20s4xQQ")
+"""struct rloc_recent: a per-CPU, per-direction key with counts not yet in rloc_stats."""
 ENTRY_SIZE = _ENTRY_HEAD.size + MAX_RLOCS * _RLOC.size
 
 
@@ -353,6 +355,7 @@ class EbpfDataplane:
                 "rloc_stats": libbpf.BpfMap(
                     fd("rloc_stats"), "rloc_stats", _RLOC_STAT_KEY.size, _RLOC_STAT.size, per_cpu=True
                 ),
+                "rloc_recent": libbpf.BpfMap(fd("rloc_recent"), "rloc_recent", 4, _RLOC_RECENT.size, per_cpu=True),
             }
             self._remove_stale_filters()
             self._start_segmenter()
@@ -458,19 +461,33 @@ class EbpfDataplane:
         for name in COUNTERS:
             if name.startswith("drop_") and out[name]:
                 out["drop." + name[5:].replace("_", "-")] = out[name]
+        per_rloc: dict[bytes, list[int]] = {}
         rloc_stats = self._maps.get("rloc_stats")
         if rloc_stats is not None:
             for key in rloc_stats.keys():
                 raw = rloc_stats.lookup(key)
-                if raw is None:
-                    continue
-                fam, direction, addr = _RLOC_STAT_KEY.unpack(key)
-                rloc: IPAddr = IPv4Address(addr[:4]) if fam == 4 else IPv6Address(addr)
-                packets = sum(p for p, _ in _RLOC_STAT.iter_unpack(raw))
-                nbytes = sum(b for _, b in _RLOC_STAT.iter_unpack(raw))
-                what = "encap" if direction == 0 else "decap"
-                out[f"{what}.packets.{rloc}"] = out.get(f"{what}.packets.{rloc}", 0) + packets
-                out[f"{what}.bytes.{rloc}"] = out.get(f"{what}.bytes.{rloc}", 0) + nbytes
+                if raw is not None:
+                    acc = per_rloc.setdefault(key, [0, 0])
+                    for packets, nbytes in _RLOC_STAT.iter_unpack(raw):
+                        acc[0] += packets
+                        acc[1] += nbytes
+        recent = self._maps.get("rloc_recent")
+        if recent is not None:
+            # counts each CPU still holds for its last RLOC (a flush between the two reads
+            # can show a packet twice for one read; nothing is ever lost)
+            for idx in (0, 1):
+                raw = recent.lookup(_U32.pack(idx))
+                for key, packets, nbytes in _RLOC_RECENT.iter_unpack(raw or b""):
+                    if packets:
+                        acc = per_rloc.setdefault(key, [0, 0])
+                        acc[0] += packets
+                        acc[1] += nbytes
+        for key, (packets, nbytes) in per_rloc.items():
+            fam, direction, addr = _RLOC_STAT_KEY.unpack(key)
+            rloc: IPAddr = IPv4Address(addr[:4]) if fam == 4 else IPv6Address(addr)
+            what = "encap" if direction == 0 else "decap"
+            out[f"{what}.packets.{rloc}"] = out.get(f"{what}.packets.{rloc}", 0) + packets
+            out[f"{what}.bytes.{rloc}"] = out.get(f"{what}.bytes.{rloc}", 0) + nbytes
         return out
 
     # --- the first packets: sent from user space once resolved ----------------------------------
