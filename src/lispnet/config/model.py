@@ -151,6 +151,7 @@ ACTIONS: dict[str, Action] = {
 }
 LogLevel = Literal["debug", "info", "warning", "error"]
 DataplaneName = Literal["tun", "ebpf", "vxlan-gpe", "vxlan", "none"]
+MapRequestOffloadName = Literal["off", "ebpf"]
 
 
 class ConfigModel(BaseModel):
@@ -486,6 +487,10 @@ class Node(ConfigModel):
     """xTR: UDP data port."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Map-Request answering processes sharing the control port (SO_REUSEPORT); 1 = in-process."""
+    map_request_offload: MapRequestOffloadName = "off"
+    """Map-Server: answer common-shape Map-Requests in the kernel from the daemon's reply
+    templates ("ebpf": a tc program on the interface of the first IPv4 control address;
+    falls back to the daemon, with a log line, when it cannot load)."""
 
     @field_validator("roles")
     @classmethod
