@@ -144,6 +144,14 @@ def test_underlay_carries_vni(pair: tuple[VxlanDataplane, VxlanDataplane], topo:
         check=True,
     ).stdout.split()
     assert out and all(int(v) == IID for v in out), out
+    # RFC 9300 5.3: the ITR sends a zero outer UDP checksum
+    sums = subprocess.run(
+        ["tshark", "-r", str(pcap), *decode, "-Y", "icmp.type == 8", "-T", "fields", "-e", "udp.checksum"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sums and all(int(v, 16) == 0 for v in sums), sums
 
 
 @netns

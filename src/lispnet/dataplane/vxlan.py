@@ -302,6 +302,10 @@ class VxlanDataplane:
             "vxlan_port": self.port,
             "vxlan_collect_metadata": 1,
             "vxlan_learning": 0,
+            # RFC 9300 5.3: an ITR SHOULD send a zero UDP checksum, over IPv4 and (RFC 6935/
+            # 6936) IPv6; accept zero over IPv6 from peers doing the same
+            "vxlan_udp_csum": 0,
+            "vxlan_udp_zero_csum6_tx": 1,
             "vxlan_udp_zero_csum6_rx": 1,
         }
         if self._gpe:
