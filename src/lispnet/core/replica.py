@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import random
 import socket
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -67,6 +68,44 @@ def journal_updates(ms: MapServer, prefixes: Iterable[EidPrefix]) -> list[Update
         value = None if entry is None else ms.replica_value(entry)
         out.append((p.iid, afi, int(p.address), p.mask_len, value))  # type: ignore[arg-type]
     return out
+
+
+class JournalHub:
+    """Fans the Map-Server's change journal out to every consumer (worker replicas, the
+    kernel Map-Request offload): whoever calls :meth:`drain` first empties
+    ``ms.registrations.journal`` and hands the prefixes to every subscriber."""
+
+    def __init__(self, ms: MapServer) -> None:
+        self.ms = ms
+        if ms.registrations.journal is None:
+            ms.registrations.journal = set()
+        self.subscribers: list[Callable[[list[EidPrefix]], None]] = []
+
+    def subscribe(self, fn: Callable[[list[EidPrefix]], None]) -> None:
+        self.subscribers.append(fn)
+
+    def unsubscribe(self, fn: Callable[[list[EidPrefix]], None]) -> None:
+        self.subscribers = [f for f in self.subscribers if f != fn]
+
+    def drain(self) -> None:
+        journal = self.ms.registrations.journal
+        if not journal:
+            return
+        prefixes = list(journal)
+        journal.clear()
+        for fn in self.subscribers:
+            fn(prefixes)
+
+
+_HUBS: weakref.WeakKeyDictionary[MapServer, JournalHub] = weakref.WeakKeyDictionary()
+
+
+def journal_hub(ms: MapServer) -> JournalHub:
+    """The one :class:`JournalHub` of ``ms`` (journaling starts with it)."""
+    hub = _HUBS.get(ms)
+    if hub is None:
+        hub = _HUBS[ms] = JournalHub(ms)
+    return hub
 
 
 class RequestReplica:
@@ -224,4 +263,4 @@ def _limiter(c: MapServerConfig) -> TokenBucketLimiter:
     return TokenBucketLimiter(c.map_request_rate, burst, c.rate_limit_sources)
 
 
-__all__ = ["ReplicaSend", "ReplicaValue", "RequestReplica", "Update", "journal_updates"]
+__all__ = ["JournalHub", "ReplicaSend", "ReplicaValue", "RequestReplica", "Update", "journal_hub", "journal_updates"]

@@ -1,4 +1,5 @@
-"""Compile the kernel fast path: ``bpf/lisp.bpf.c`` -> ``bpf/lisp.bpf.o``.
+"""Compile the kernel fast paths: ``bpf/lisp.bpf.c`` -> ``bpf/lisp.bpf.o`` (data plane) and
+``bpf/mapreq.bpf.c`` -> ``bpf/mapreq.bpf.o`` (Map-Request offload, ``shell/mapreq_offload.py``).
 
 Run once at set-up time (``scripts/setup`` calls ``python -m lispnet.dataplane.bpf_build``);
 a node then needs no compiler: :mod:`lispnet.dataplane.ebpf` loads the object with libbpf.
@@ -19,6 +20,10 @@ from pathlib import Path
 BPF_DIR = Path(__file__).resolve().parent / "bpf"
 SOURCE = BPF_DIR / "lisp.bpf.c"
 OBJECT = BPF_DIR / "lisp.bpf.o"
+MAPREQ_SOURCE = BPF_DIR / "mapreq.bpf.c"
+MAPREQ_OBJECT = BPF_DIR / "mapreq.bpf.o"
+SOURCES: tuple[tuple[Path, Path], ...] = ((SOURCE, OBJECT), (MAPREQ_SOURCE, MAPREQ_OBJECT))
+"""Every (source, object) pair ``main`` builds."""
 
 
 class BuildError(RuntimeError):
@@ -92,15 +97,18 @@ def build(source: Path = SOURCE, obj: Path = OBJECT, *, force: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lispnet.dataplane.bpf_build", description=__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    parser.add_argument("-o", "--output", type=Path, default=OBJECT, help="object file to write")
+    parser.add_argument("-o", "--output", type=Path, default=OBJECT, help="object file to write for lisp.bpf.c")
     args = parser.parse_args(argv)
-    try:
-        out = build(SOURCE, args.output, force=args.force)
-    except BuildError as exc:
-        print(f"bpf_build: {exc}", file=sys.stderr)
-        return 1
-    print(f"bpf_build: {out}")
-    return 0
+    status = 0
+    for source, obj in SOURCES:
+        try:
+            out = build(source, args.output if source == SOURCE else obj, force=args.force)
+        except BuildError as exc:
+            print(f"bpf_build: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"bpf_build: {out}")
+    return status
 
 
 if __name__ == "__main__":

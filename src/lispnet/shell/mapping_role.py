@@ -90,6 +90,8 @@ class MappingService:
         """API-written sites by name (None = deleted through the API)."""
         self.overlay_static: dict[str, dict[str, Any] | None] = {}
         """API-written static mappings by prefix text (None = deleted)."""
+        self.offload: Any = None
+        """``shell.mapreq_offload.MapRequestOffload`` when the kernel answers requests."""
 
     @property
     def ms(self) -> MapServer:
@@ -168,6 +170,8 @@ class MappingService:
             total = Counter(d.get("decode-errors", {}))
             total.update(mrs.get("decode-errors", {}))
             d["decode-errors"] = dict(total)
+        if self.offload is not None:
+            d["map-request-offload"] = self.offload.stats()
         return d
 
     # --- writes --------------------------------------------------------------------
@@ -416,8 +420,13 @@ def build_mapping(ctx: RoleContext) -> RoleRuntime:
     if ms is not None:
         kinds += [udp.MAP_REGISTER, udp.MAP_NOTIFY_ACK, udp.ECM_TO_MS]
     handlers: dict[str, Engine] = dict.fromkeys(kinds, engine)
+    offload = _offload(cfg, engine, ms, mr)
+    if offload is not None:
+        # requests go through the offload's front, which teaches the kernel the answers
+        handlers[udp.ECM] = handlers[udp.MAP_REQUEST] = offload
 
     service = MappingService(ms, mr, ctx)
+    service.offload = offload
     ctx.metrics.register(MappingCollector(ms, mr))
     current = {"config": cfg}
 
@@ -452,7 +461,21 @@ def build_mapping(ctx: RoleContext) -> RoleRuntime:
         snapshot=service.snapshot if ms is not None else None,
         restore=service.restore if ms is not None else None,
         reload=reload,
+        stop=offload.close if offload is not None else None,
     )
+
+
+def _offload(cfg: NodeConfig, engine: Engine, ms: MapServer | None, mr: MapResolver | None) -> Any:
+    """The kernel Map-Request offload when ``[node] map-request-offload = "ebpf"`` (None
+    when off or when it cannot run: logged)."""
+    if cfg.node.map_request_offload != "ebpf":
+        return None
+    if ms is None:
+        log.warning("map-request-offload = ebpf needs the map-server role; not used")
+        return None
+    from .mapreq_offload import start_offload
+
+    return start_offload(engine, ms, mr, cfg.node.control_addresses, cfg.node.control_port)
 
 
 __all__ = ["MappingCollector", "MappingService", "build_mapping", "mr_config", "ms_config", "site_policy"]

@@ -54,7 +54,8 @@ from typing import Any
 
 from ..core.engine import Endpoint
 from ..core.map_server import MapServer
-from ..core.replica import RequestReplica, journal_updates
+from ..core.replica import RequestReplica, journal_hub, journal_updates
+from ..wire.prefix import EidPrefix
 from .udp import ECM, ECM_TO_MS, MAP_REQUEST, classify, endpoint_of, make_udp_socket
 
 log = logging.getLogger("lispnet.workers")
@@ -111,7 +112,9 @@ class WorkerPool:
     def start(self, n: int, locals_: Sequence[Endpoint], close_in_child: Sequence[int], loop: Any) -> None:
         """Fork ``n`` workers serving ``locals_`` (the bound control addresses)."""
         self.loop = loop
-        self.ms.registrations.journal = set()
+        hub = journal_hub(self.ms)
+        hub.drain()  # the workers start from the table as it is now
+        hub.subscribe(self._push_updates)
         self._sites_seen = (self.ms._conf_version, self.ms.config)
         parent = os.getpid()
         for i in range(n):
@@ -150,12 +153,13 @@ class WorkerPool:
         if (ms._conf_version, ms.config) != self._sites_seen:
             self._sites_seen = (ms._conf_version, ms.config)
             self._broadcast(b"S" + pickle.dumps((list(ms.sites.values()), ms.config), pickle.HIGHEST_PROTOCOL))
-        journal = ms.registrations.journal
-        if not journal:
+        journal_hub(ms).drain()
+
+    def _push_updates(self, prefixes: list[EidPrefix]) -> None:
+        """Replica updates for the prefixes the journal collected (a hub subscriber)."""
+        if not self.pairs:
             return
-        prefixes = list(journal)
-        journal.clear()
-        updates = journal_updates(ms, prefixes)
+        updates = journal_updates(self.ms, prefixes)
         for k in range(0, len(updates), UPDATE_CHUNK):
             self._broadcast(b"U" + pickle.dumps(updates[k : k + UPDATE_CHUNK], pickle.HIGHEST_PROTOCOL))
 
@@ -256,6 +260,7 @@ class WorkerPool:
                 time.sleep(0.01)
         self.pids.clear()
         self.pairs.clear()
+        journal_hub(self.ms).unsubscribe(self._push_updates)
 
 
 # --- the worker process ---------------------------------------------------------------
