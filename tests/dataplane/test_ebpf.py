@@ -6,6 +6,7 @@ in the lab of ``kernel_topo.py``: h1 - x1 = u = x2 - h2, instance-id 1000.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from lispnet.dataplane import libbpf
 from lispnet.dataplane.base import FwdEntry, FwdLocator, Miss
 from lispnet.dataplane.ebpf import ACT_DROP, ACT_ENCAP, ACT_NATIVE, decode_entry, encode_entry, lpm_key
 from lispnet.wire.enums import Action
@@ -447,3 +449,18 @@ def test_ebpf_xtr_talks_to_tun_xtr(topo: Topo) -> None:
             peer.kill()
             peer.wait()
         x1.stop()
+
+
+@pytest.mark.skipif(not libbpf.available(), reason="needs libbpf")
+def test_libbpf_messages_go_to_logging(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """libbpf prints through our logger: a warning normally, a debug line inside quiet()."""
+    missing = str(tmp_path / "missing.bpf.o")
+    with caplog.at_level(logging.DEBUG, logger="lispnet.libbpf"):
+        with pytest.raises(OSError):
+            libbpf.BpfObject(missing)
+        with libbpf.quiet(), pytest.raises(OSError):
+            libbpf.BpfObject(missing + "2")
+    levels = {
+        r.getMessage().split("missing.bpf.o")[1][:1]: r.levelno for r in caplog.records if "missing" in r.getMessage()
+    }
+    assert levels == {":": logging.WARNING, "2": logging.DEBUG}, caplog.records

@@ -641,7 +641,7 @@ class EbpfDataplane:
 
     def _remove_stale_filters(self) -> None:
         """Detach filters a killed predecessor left on any interface of the namespace."""
-        with libbpf.netns(self._netns):
+        with libbpf.netns(self._netns), libbpf.quiet():
             for ifindex, _name in socket.if_nameindex():
                 for prio in (ENCAP_PRIORITY, DECAP_PRIORITY):
                     try:

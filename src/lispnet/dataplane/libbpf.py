@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -66,8 +67,44 @@ class _TcOpts(ctypes.Structure):
 
 
 _SampleFn = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+_PrintFn = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+"""libbpf_print_fn_t: (level, format, va_list); va_list is passed on as an opaque pointer."""
 
 _lib: ctypes.CDLL | None = None
+_libc: ctypes.CDLL | None = None
+_quiet = threading.local()
+LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
+blog = logging.getLogger("lispnet.libbpf")
+
+
+def _print(level: int, fmt: bytes | None, args: int | None) -> int:
+    """libbpf's messages go to the ``lispnet.libbpf`` logger instead of stderr: warnings
+    (a verifier log, a kernel refusal) as warnings, except inside :func:`quiet`, where an
+    expected refusal (probing for a filter that is not there) is only a debug line."""
+    try:
+        quiet = getattr(_quiet, "depth", 0) > 0
+        pylevel = logging.WARNING if level == LIBBPF_WARN and not quiet else logging.DEBUG
+        if level == LIBBPF_DEBUG or not blog.isEnabledFor(pylevel) or not fmt or _libc is None:
+            return 0
+        buf = ctypes.create_string_buffer(1024)
+        _libc.vsnprintf(buf, len(buf), fmt, args)
+        blog.log(pylevel, "%s", buf.value.decode(errors="replace").rstrip())
+    except Exception:  # noqa: BLE001 - never unwind into C
+        pass
+    return 0
+
+
+_print_cb = _PrintFn(_print)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """libbpf warnings inside the block are expected (e.g. no clsact qdisc yet): debug only."""
+    _quiet.depth = getattr(_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1
 
 
 def _load() -> ctypes.CDLL:
@@ -106,6 +143,16 @@ def _load() -> ctypes.CDLL:
         f = getattr(lib, fn)
         f.restype = res
         f.argtypes = args
+    global _libc
+    try:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.vsnprintf.restype = c_int
+        _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+        lib.libbpf_set_print.restype = c_void_p
+        lib.libbpf_set_print.argtypes = [_PrintFn]
+        lib.libbpf_set_print(_print_cb)
+    except (OSError, AttributeError):  # keep libbpf's default printing to stderr
+        _libc = None
     _lib = lib
     return lib
 
