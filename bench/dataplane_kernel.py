@@ -16,12 +16,19 @@ sending 18-byte UDP datagrams as fast as ``send`` goes on its own connected sock
 at h2 (``rx_packets`` of its interface over the interval), so drops anywhere count
 against the path.  ``--udp-sender iperf3`` keeps the old measurement for comparison.
 
-    python bench/dataplane_kernel.py --modes plain,ebpf,vxlan-gpe --seconds 5 --rounds 3
+Pairing: the machine is shared and its speed drifts by tens of percent within a minute,
+so every mode's lab is built once and kept up, and each round measures all modes back to
+back (the order rotates from round to round); besides the median of each mode, the report
+gives the median of the per-round ratios mode/plain, whose two terms were measured seconds
+apart under the same background load.  ``--json`` prints every sample.
+
+    python bench/dataplane_kernel.py --modes plain,ebpf,vxlan-gpe --seconds 3 --rounds 7
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -142,27 +149,45 @@ def blast(topo: Topo, seconds: float, senders: int) -> float:
     return (_rx_packets(topo, "h2", "eth0") - before) / max(elapsed, seconds)
 
 
-def measure(mode: str, seconds: float, udp_sender: str = "blast", senders: int = 2) -> dict[str, float]:
-    topo = Topo("bench", plain=(mode == "plain"))
-    backends: list[Any] = []
-    try:
-        topo.build()
-        backends = setup(mode, topo)
-        if not topo.ping("h1", "10.2.0.2", count=2):
-            raise RuntimeError(f"{mode}: no connectivity")
-        udp = blast(topo, seconds, senders) if udp_sender == "blast" else iperf(topo, seconds, True)
-        return {"tcp_bps": iperf(topo, seconds, False), "udp64_pps": udp}
-    finally:
-        for dp in backends:
+class Bench:
+    """One mode's lab, built once and measured every round."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.topo = Topo(f"bench{mode.replace('-', '')}", plain=(mode == "plain"))
+        self.backends: list[Any] = []
+
+    def __enter__(self) -> Bench:
+        try:
+            self.topo.build()
+            self.backends = setup(self.mode, self.topo)
+            if not self.topo.ping("h1", "10.2.0.2", count=2):
+                raise RuntimeError(f"{self.mode}: no connectivity")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for dp in self.backends:
             dp.stop()
-        topo.destroy()
+        self.backends = []
+        self.topo.destroy()
+
+    def measure(self, seconds: float, udp_sender: str, senders: int) -> dict[str, float]:
+        udp = blast(self.topo, seconds, senders) if udp_sender == "blast" else iperf(self.topo, seconds, True)
+        return {"tcp_bps": iperf(self.topo, seconds, False), "udp64_pps": udp}
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default="plain,ebpf,vxlan-gpe", help="comma list: plain,ebpf,vxlan-gpe,vxlan")
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--udp-sender", choices=("blast", "iperf3"), default="blast", help="64-byte UDP sender")
     ap.add_argument("--senders", type=int, default=os.cpu_count() or 2, help="parallel blast senders")
@@ -174,26 +199,43 @@ def main(argv: list[str] | None = None) -> int:
 
     if "ebpf" in modes:
         bpf_build.build()
+    print(f"load average before: {load_average()}", flush=True)
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
-    for rnd in range(args.rounds):
-        for mode in modes:
-            r = measure(mode, args.seconds, args.udp_sender, args.senders)
-            runs[mode].append(r)
-            print(
-                f"round {rnd + 1} {mode:10s} tcp {r['tcp_bps'] / 1e9:6.2f} Gbit/s   udp64 {r['udp64_pps'] / 1e3:7.0f} kpps",
-                flush=True,
+    with contextlib.ExitStack() as stack:
+        labs = {m: stack.enter_context(Bench(m)) for m in modes}
+        for rnd in range(args.rounds):
+            order = modes[rnd % len(modes) :] + modes[: rnd % len(modes)]
+            for mode in order:
+                r = labs[mode].measure(args.seconds, args.udp_sender, args.senders)
+                runs[mode].append(r)
+                print(
+                    f"round {rnd + 1} {mode:10s} tcp {r['tcp_bps'] / 1e9:6.2f} Gbit/s   "
+                    f"udp64 {r['udp64_pps'] / 1e3:7.0f} kpps   (load {load_average()})",
+                    flush=True,
+                )
+    keys = ("tcp_bps", "udp64_pps")
+    med = {m: {k: statistics.median(r[k] for r in runs[m]) for k in keys} for m in modes}
+    ratios = {
+        m: {
+            k: statistics.median(
+                r[k] / p[k] if p[k] else 0.0 for r, p in zip(runs[m], runs["plain"], strict=True)
             )
-    med = {m: {k: statistics.median(r[k] for r in runs[m]) for k in ("tcp_bps", "udp64_pps")} for m in modes}
+            for k in keys
+        }
+        for m in modes
+    }
     base = med["plain"]
-    print("\nmedian over rounds (ratio to plain routing):")
+    print(f"\nmedians over {args.rounds} rounds; in brackets: ratio of the medians / median of the per-round ratios")
     for m in modes:
         tcp, pps = med[m]["tcp_bps"], med[m]["udp64_pps"]
         print(
-            f"  {m:10s} TCP {tcp / 1e9:6.2f} Gbit/s ({tcp / base['tcp_bps'] * 100:5.1f} %)   "
-            f"UDP 64 B {pps / 1e3:7.0f} kpps ({pps / base['udp64_pps'] * 100:5.1f} %)"
+            f"  {m:10s} TCP {tcp / 1e9:6.2f} Gbit/s ({tcp / base['tcp_bps'] * 100:5.1f} % / "
+            f"{ratios[m]['tcp_bps'] * 100:5.1f} %)   UDP 64 B {pps / 1e3:7.0f} kpps "
+            f"({pps / base['udp64_pps'] * 100:5.1f} % / {ratios[m]['udp64_pps'] * 100:5.1f} %)"
         )
+    print(f"load average after: {load_average()}")
     if args.json:
-        print(json.dumps({"runs": runs, "median": med}, indent=2))
+        print(json.dumps({"runs": runs, "median": med, "median_ratio": ratios}, indent=2))
     return 0
 
 
