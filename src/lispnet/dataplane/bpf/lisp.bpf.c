@@ -774,6 +774,28 @@ static __always_inline int gso_split(struct __sk_buff *skb)
 	return bpf_redirect(cfg->seg_ifindex, 0);
 }
 
+/* Is the outer destination one of our RLOCs?  The configured source RLOC of its family
+ * (the usual destination) is checked first, without a hash lookup. */
+static __always_inline int is_local_rloc(const struct rloc_key *rk)
+{
+	__u32 zero = 0;
+	struct lisp_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	if (cfg) {
+		const __u32 *a = (const __u32 *)rk->addr;
+
+		if (rk->family == 4 && cfg->has_src4 && a[0] == *(const __u32 *)cfg->src4)
+			return 1;
+		if (rk->family == 6 && cfg->has_src6) {
+			const __u32 *b = (const __u32 *)cfg->src6;
+
+			if (a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3])
+				return 1;
+		}
+	}
+	return bpf_map_lookup_elem(&local_rlocs, rk) != 0;
+}
+
 SEC("tc")
 int lisp_decap(struct __sk_buff *skb)
 {
@@ -817,7 +839,7 @@ int lisp_decap(struct __sk_buff *skb)
 	}
 	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(LISP_DATA_PORT))
 		return TC_ACT_OK;
-	if (!bpf_map_lookup_elem(&local_rlocs, &rk))
+	if (!is_local_rloc(&rk))
 		return TC_ACT_OK;
 	__be32 *lisp = (void *)(udp + 1);
 	__u8 *inner;
