@@ -69,13 +69,10 @@ from ..db.sites import (
     RegisteredPrefix,
     Registration,
     RegistrationTable,
-    SiteKey,
     SitePolicy,
-    registrant_key,
 )
 from ..wire.address import NoAddress
-from ..wire.auth import sign_raw, verify_raw
-from ..wire.control import Ecm, MapNotify, MapRegister, MapReply, MapRequest, parse_control
+from ..wire.control import Ecm, MapReply, MapRequest, parse_control
 from ..wire.enums import Action, MessageType
 from ..wire.errors import DecodeError
 from ..wire.prefix import EidPrefix
@@ -87,7 +84,6 @@ from .map_server_api import MapServerService
 from .mapsys import (
     INTERN_MAX,
     NEGATIVE_TTL_MIN,
-    REFRESH_CACHE_MIN,
     UNREGISTERED_TTL_MIN,
     Counters,
     MapServerConfig,
@@ -103,6 +99,8 @@ from .mapsys import (
     msg_name,
 )
 from .ratelimit import TokenBucketLimiter
+from .regfast import Interner, LocatorCache
+from .registrar import Registrar
 
 _ECM_E_BYTE = 0x02  # E bit (0x02000000) in byte 0 of the ECM header
 _ECM_M_BYTE = 0x01  # M bit (0x01000000)
@@ -110,19 +108,10 @@ _ECM_NAME = msg_name(MessageType.ECM)
 _ZERO_ADDRESSES = frozenset((bytes(4), bytes(16)))
 """Packed unspecified IPv4/IPv6 addresses (ITR-RLOCs the fast path skips)."""
 _REQUEST_NAME = msg_name(MessageType.MAP_REQUEST)
-_MNOT_I = 0x08000000  # Map-Notify I bit
+_REGISTER_NAME = msg_name(MessageType.MAP_REGISTER)
 
 
-_Refresh = tuple[SitePolicy, SiteKey, tuple[tuple[Registration, "int | str", float], ...]]
-"""What an accepted Map-Register installed, to refresh it again without decoding:
-(site, key, ((installed registration, its registrant key, its lifetime in seconds), ...)).
-
-Keyed by the register's bytes minus nonce and authentication data, plus its source: an
-identical re-registration (the 60 s refresh) only needs its HMAC checked and the
-installed registrations' expiry moved.  A plain tuple: one per registered EID."""
-
-
-class MapServer(MapServerService):
+class MapServer(Registrar, MapServerService):
     """The Map-Server engine (``core.engine.Engine``) plus its service methods."""
 
     def __init__(
@@ -146,7 +135,14 @@ class MapServer(MapServerService):
         self._sends: list[Send] = []
         self._events: list[Event] = []
         self._neg = NegativeReplyCache()
-        self._refresh: dict[bytes, Registration | _Refresh] = {}
+        self._sigs = Interner(INTERN_MAX)
+        """Shared registration signatures (``core/regfast.py``)."""
+        self._locs = LocatorCache(INTERN_MAX)
+        """Locator sections -> shared locator tuples."""
+        self._sites_overlap = False
+        """Whether two sites configure overlapping prefixes (the identical-refresh
+        shortcut then takes the full path, which picks the site by key)."""
+        self.register_fast_path = self.config.register_fast_path
         self._conf_version = 0
         self._interned: dict[Any, Any] = {}
         self._negfast = NegativeFastCache()
@@ -244,7 +240,7 @@ class MapServer(MapServerService):
 
     def _installed(self, reg: Registration) -> bool:
         entry = self.registrations.get(reg.prefix)
-        return entry is not None and entry.registrants.get(reg.key) is reg
+        return entry is not None and entry.registrant(reg.key) is reg
 
     def _intern(self, key: Any, value: Any) -> Any:
         """One shared object per distinct locator set, ETR address and registrant key:
@@ -267,202 +263,13 @@ class MapServer(MapServerService):
                     lst.append((s, ap))
         self.configured = t
         self._conf_version += 1
-
-    # =================================================================== Map-Register
-    def _refresh_key(self, data: bytes) -> bytes | None:
-        if len(data) < 16:
-            return None
-        body = 16 + int.from_bytes(data[14:16], "big")
-        if body > len(data):
-            return None
-        return data[:4] + data[12:16] + data[body:]
-
-    def _try_refresh(self, data: bytes, ckey: bytes, src: Endpoint, now: float) -> bool:
-        """Refresh an identical re-registration without decoding it; False = take the slow path."""
-        hit = self._refresh.get(ckey)
-        if hit is None:
-            return False
-        if isinstance(hit, Registration):
-            # the common single-record register: site, key, lifetime come from the registration
-            site = self.sites.get(hit.site) if hit.site is not None else None
-            skey = site.key_for(hit.key_id, hit.alg_id) if site is not None else None
-            if site is None or skey is None:
-                del self._refresh[ckey]
-                return False
-            regs: tuple[tuple[Registration, int | str, float], ...] = (
-                (hit, hit.key, hit.ttl * 60.0 if hit.use_ttl else self.config.registration_timeout_s),
-            )
-        else:
-            site, skey, regs = hit
-            if self.sites.get(site.name) is not site:
-                del self._refresh[ckey]
-                return False
-        if not site.enabled:
-            del self._refresh[ckey]
-            return False
-        etr = regs[0][0].etr
-        if etr is None or etr[0] != src.address or etr[1] != src.port:
-            return False
-        for reg, rk, _ in regs:
-            entry = self.registrations.get(reg.prefix)
-            if entry is None or entry.registrants.get(rk) is not reg:
-                del self._refresh[ckey]
-                return False
-        if not verify_raw(data, skey.key):
-            return False  # the slow path rejects it with the right reason
-        for reg, _rk, life in regs:
-            reg.last_registered = now
-            reg.registrations += 1
-            reg.expires_at = now + life  # the expiry buckets notice when they come due
-        self.counters.registrations["accepted"] += len(regs)
-        if data[3] and data[2] & 0x01:  # M bit: acknowledge
-            first = (MessageType.MAP_NOTIFY << 28) | (
-                _MNOT_I if self.config.notify_xtr_id_flagged and data[0] & 0x02 else 0
-            ) | data[3]
-            self._send(sign_raw(first.to_bytes(4, "big") + data[4:], skey.key), src, "map-notify")
-        return True
-
-    def _on_map_register(self, data: bytes, src: Endpoint, now: float) -> None:
-        ckey = self._refresh_key(data)
-        if ckey is not None and self._try_refresh(data, ckey, src, now):
-            return
-        msg = parse_control(data)
-        if not isinstance(msg, MapRegister):  # pragma: no cover - the type nibble says 3
-            self.counters.dropped["unexpected-type"] += 1
-            return
-        try:
-            prefixes = [rec.prefix for rec in msg.records]
-        except ValueError as e:
-            self._reject(None, "malformed", src, None, now, str(e))
-            return
-        if not prefixes:
-            self._reject(None, "malformed", src, None, now, "no records")
-            return
-
-        # which site: every site configuring a prefix covering one of the records
-        candidates: list[SitePolicy] = []
-        for p in prefixes:
-            for _, lst in self.configured.covering(p):
-                for s, _ap in lst:
-                    if not any(c is s for c in candidates):  # identity: SitePolicy.__eq__ is costly
-                        candidates.append(s)
-        if not candidates:
-            self._reject(None, "eid-not-in-any-site", src, prefixes[0], now)
-            return
-        site: SitePolicy | None = None
-        key: SiteKey | None = None
-        reason = "bad-key-id"
-        for s in candidates:
-            k = s.key_for(msg.key_id, msg.alg_id)
-            if k is None:
-                continue
-            if verify_raw(data, k.key):
-                site, key = s, k
-                break
-            reason = "bad-hmac"
-        if site is None or key is None:
-            detail = f"key-id {msg.key_id} algorithm {int(msg.alg_id)} auth-length {len(msg.auth_data)}"
-            self._reject(candidates[0].name, reason, src, prefixes[0], now, detail)
-            return
-        if not site.enabled:
-            self._reject(site.name, "site-disabled", src, prefixes[0], now)
-            return
-
-        accepted: list[EidRecord] = []
-        installed: list[tuple[Registration, int | str, float]] = []
-        cacheable = True
-        etr = self._intern(("etr", src), (src.address, src.port))
-        fm, fp = site.force_merge, site.proxy_reply
-        timeout = self.config.registration_timeout_s
-        for rec, p in zip(msg.records, prefixes, strict=True):
-            if site.allowed_prefix_for(p) is None:
-                self._reject(site.name, "eid-outside-site-prefixes", src, p, now)
-                cacheable = False
-                continue
-            bad = [loc for loc in rec.locators if not site.rloc_allowed(loc)]
-            if bad:
-                self._reject(site.name, "rloc-not-allowed", src, p, now, f"locator {bad[0].address}")
-                cacheable = False
-                continue
-            accepted.append(rec)
-            rkey = registrant_key(msg.xtr_id, etr)
-            if isinstance(rkey, str):
-                rkey = self._intern(rkey, rkey)
-            if rec.ttl == 0:  # RFC 9301 section 8.2: TTL 0 withdraws
-                cacheable = False
-                entry = self.registrations.get(p)
-                old = entry.registrants.get(rkey) if entry is not None else None
-                if old is not None and not old.is_static:
-                    self._remove_registration(old)
-                    self.counters.registrations["withdrawn"] += 1
-                    self._emit(RegistrationWithdrawn(site.name, p, "ttl-0"))
-                continue
-            entry = self.registrations.get(p)
-            if (entry is None or rkey not in entry.registrants) and len(
-                self.registrations
-            ) >= self.config.max_registrations:
-                accepted.pop()
-                self._reject(site.name, "table-full", src, p, now)
-                cacheable = False
-                continue
-            life = rec.ttl * 60.0 if msg.use_ttl else timeout
-            reg = Registration(
-                prefix=p,
-                site=site.name,
-                locators=self._intern(rec.locators, rec.locators),
-                ttl=rec.ttl,
-                etr=etr,
-                xtr_id=msg.xtr_id,
-                site_id=msg.site_id,
-                proxy_reply=msg.proxy_reply,
-                merge=msg.merge,
-                use_ttl=msg.use_ttl,
-                want_map_notify=msg.want_map_notify,
-                key_id=msg.key_id,
-                alg_id=int(msg.alg_id),
-                map_version=rec.map_version,
-                action=rec.action,
-                first_registered=now,
-                last_registered=now,
-                expires_at=now + life,
-            )
-            _, prev, changed = self.registrations.upsert(reg, fm, fp, key=rkey)
-            self.expiry.add(reg)
-            installed.append((reg, rkey, life))
-            self.counters.registrations["accepted"] += 1
-            if changed:
-                self.counters.registrations["new" if prev is None else "changed"] += 1
-                self._emit(SiteRegistered(site.name, p, src, msg.xtr_id, rec.locators, prev is None))
-
-        if cacheable and ckey is not None and installed and len({r.prefix for r, _, _ in installed}) == len(installed):
-            if len(self._refresh) >= max(REFRESH_CACHE_MIN, self.config.max_registrations):
-                self._refresh.clear()
-            reg0 = installed[0][0]
-            single = len(installed) == 1 and site.key_for(reg0.key_id, reg0.alg_id) is key
-            self._refresh[ckey] = reg0 if single else (site, key, tuple(installed))
-        if msg.want_map_notify and accepted:
-            self._send(self._map_notify(data, msg, accepted, key), src, "map-notify")
-
-    def _map_notify(self, data: bytes, msg: MapRegister, accepted: list[EidRecord], key: SiteKey) -> bytes:
-        """The acknowledging Map-Notify, signed like the Map-Register (spec 7, 8)."""
-        auth_len = len(msg.auth_data)
-        flagged = self.config.notify_xtr_id_flagged and msg.xtr_id is not None
-        if len(accepted) == len(msg.records):
-            # Same records and trailer: reuse the received bytes, new first word.
-            first = (MessageType.MAP_NOTIFY << 28) | (_MNOT_I if flagged else 0) | len(accepted)
-            raw = first.to_bytes(4, "big") + data[4:]
-            return sign_raw(raw, key.key)
-        notify = MapNotify(
-            msg.nonce,
-            tuple(accepted),
-            msg.key_id,
-            msg.alg_id,
-            b"",
-            xtr_id=msg.xtr_id,
-            site_id=msg.site_id,
-            unflagged_xtr_id=msg.xtr_id is not None and not flagged,
-        )
-        return notify.signed(key.key, auth_len).to_bytes()
+        self._sites_overlap = any(
+            other is not s
+            for s in self.sites.values()
+            for ap in s.eid_prefixes
+            for _, lst in t.covering(ap.prefix)
+            for other, _ in lst
+        ) or any(len(lst) > 1 for _, lst in t.items())
 
     # ==================================================================== Map-Request
     def receive_fast(self, datagram: bytes, src: Endpoint, dst: Endpoint, now: float) -> tuple[bytes, str, int] | None:
@@ -484,8 +291,24 @@ class MapServer(MapServerService):
                 c.requests["rate-limited"] += 1
                 return None
             return answer_now_or_slow(self, c, datagram, False, src, dst, now, self._plain_slow, None)
+        if t == 3:
+            return self._register_lane(datagram, src, now)
         self.receive(datagram, src, dst, now)
         return None
+
+    def _register_lane(self, datagram: bytes, src: Endpoint, now: float) -> tuple[bytes, str, int] | None:
+        """``receive`` of a Map-Register, its Map-Notify returned to be sent at once."""
+        c = self.counters
+        c.messages_in[_REGISTER_NAME] += 1
+        try:
+            notify = self._register(datagram, src, now)
+        except DecodeError as e:
+            c.decode_errors[e.reason] += 1
+            return None
+        if notify is None:
+            return None
+        c.messages_out["map-notify"] += 1
+        return notify, self._text_of(src.address), src.port
 
     def _on_plain_request(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         if not self.config.accept_plain_requests:
@@ -565,6 +388,10 @@ class MapServer(MapServerService):
             return None
         data, to, port, kind = out
         self.counters.messages_out[kind] += 1
+        return data, self._text_of(to), port
+
+    def _text_of(self, to: bytes | IPAddr) -> str:
+        """Address text of a packed address or an address object (cached)."""
         text = self._addr_text.get(to)
         if text is None:
             if len(self._addr_text) >= INTERN_MAX:
@@ -574,7 +401,7 @@ class MapServer(MapServerService):
             else:
                 text = str(to)
             self._addr_text[to] = text
-        return data, text, port
+        return text
 
     def _fast_core(
         self, p: PeekedRequest, want: int, reply_port: int, raw_ecm: bytes | None

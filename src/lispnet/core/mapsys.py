@@ -225,6 +225,10 @@ class MapServerConfig:
     """Bound on queued datagrams between two ``poll_sends``."""
     max_pending_events: int = 10_000
     """Bound on queued events between two ``poll_events``."""
+    register_fast_path: bool = True
+    """Read common-shape Map-Registers from their bytes and refresh unchanged
+    registrations without decoding (``core/regfast.py``); False = always the general
+    decoder (same results, slower: kept for comparison tests)."""
 
 
 __all__ = ["Counters", "NEGATIVE_TTL_MIN", "NegativeReplyCache", "RegistrationExpired", "RegistrationRejected", "RegistrationWithdrawn", "Rejection", "SiteChanged", "SiteRegistered", "UNREGISTERED_TTL_MIN", "choose_itr_rloc", "msg_name"]

@@ -283,6 +283,13 @@ class Registration:
     """Absolute expiry time (inf for static mappings)."""
     registrations: int = 1
     """Map-Registers received for it (refreshes included)."""
+    rkey: RegistrantKey | None = field(default=None, repr=False)
+    """The registrant key, when the installer already computed it (else derived)."""
+    sig: bytes | None = field(default=None, repr=False)
+    """What the registering record looked like on the wire, EID left out (a shared
+    object, see ``core/regfast.py``): an identical refresh only moves the expiry."""
+    filed_at: int = field(default=0, repr=False)
+    """Second of the expiry bucket holding it (``core/expiry.py``); 0 = none."""
 
     @property
     def is_static(self) -> bool:
@@ -290,7 +297,33 @@ class Registration:
 
     @property
     def key(self) -> RegistrantKey:
-        return registrant_key(self.xtr_id, self.etr)
+        k = self.rkey
+        return k if k is not None else registrant_key(self.xtr_id, self.etr)
+
+    def update_from(self, new: Registration) -> None:
+        """Take the content of a re-registration of the same registrant (in place, so
+        the expiry buckets and the installed entry keep this object)."""
+        self.prefix = new.prefix
+        self.site = new.site
+        self.locators = new.locators
+        self.ttl = new.ttl
+        self.etr = new.etr
+        self.xtr_id = new.xtr_id
+        self.site_id = new.site_id
+        self.proxy_reply = new.proxy_reply
+        self.merge = new.merge
+        self.use_ttl = new.use_ttl
+        self.want_map_notify = new.want_map_notify
+        self.key_id = new.key_id
+        self.alg_id = new.alg_id
+        self.map_version = new.map_version
+        self.action = new.action
+        self.last_registered = new.last_registered
+        self.expires_at = new.expires_at
+        self.registrations += 1
+        if new.rkey is not None:
+            self.rkey = new.rkey
+        self.sig = new.sig
 
     def same_content(self, other: Registration) -> bool:
         """Whether a refresh changes what Map-Requests would be answered with."""
@@ -358,33 +391,98 @@ def locator_from_dict(d: Mapping[str, Any]) -> LocatorRecord:
     )
 
 
-@dataclass(slots=True)
 class RegisteredPrefix:
-    """Everything registered for one EID-prefix: its registrants and their merged view."""
+    """Everything registered for one EID-prefix: its registrants and their merged view.
 
-    prefix: EidPrefix
-    """The EID-prefix."""
-    site: str | None
-    """Owning site (None for a static mapping outside every site)."""
-    registrants: dict[RegistrantKey, Registration] = field(default_factory=dict)
-    """Registrant key -> registration, in first-registration order."""
-    locators: tuple[LocatorRecord, ...] = ()
-    """The merged (or latest) locator set answered with."""
-    ttl: int = 1440
-    """Record TTL (minutes) answered with: the latest registration's."""
-    proxy_reply: bool = False
-    """Whether the MS answers Map-Requests itself (P bit of any registrant, site policy, static)."""
-    action: Action = Action.NO_ACTION
-    """ACT when the merged set is empty (negative static mapping)."""
-    map_version: int = 0
-    """Map-version of the latest registration."""
-    reply_cache: bytes | None = None
-    """Encoded proxy Map-Reply with nonce 0, rebuilt lazily after any change."""
+    Nearly every prefix has one registrant, so it is held directly (``_one`` with its
+    key in ``_key``); a dict is made only for the second one (a 1-entry dict costs
+    about 200 bytes, a million of them 200 MB)."""
+
+    __slots__ = ("prefix", "site", "_one", "_key", "_more", "locators", "ttl", "proxy_reply", "action",
+                 "map_version", "reply_cache")
+
+    def __init__(self, prefix: EidPrefix, site: str | None) -> None:
+        self.prefix = prefix
+        """The EID-prefix."""
+        self.site = site
+        """Owning site (None for a static mapping outside every site)."""
+        self._one: Registration | None = None
+        self._key: RegistrantKey | None = None
+        self._more: dict[RegistrantKey, Registration] | None = None
+        self.locators: tuple[LocatorRecord, ...] = ()
+        """The merged (or latest) locator set answered with."""
+        self.ttl = 1440
+        """Record TTL (minutes) answered with: the latest registration's."""
+        self.proxy_reply = False
+        """Whether the MS answers Map-Requests itself (P bit of any registrant, site policy, static)."""
+        self.action = Action.NO_ACTION
+        """ACT when the merged set is empty (negative static mapping)."""
+        self.map_version = 0
+        """Map-version of the latest registration."""
+        self.reply_cache: bytes | None = None
+        """Encoded proxy Map-Reply with nonce 0, rebuilt lazily after any change."""
+
+    def __repr__(self) -> str:
+        return f"RegisteredPrefix({self.prefix!s}, site={self.site!r}, registrants={self.count()})"
+
+    # --- registrants ----------------------------------------------------------------
+    @property
+    def registrants(self) -> dict[RegistrantKey, Registration]:
+        """Registrant key -> registration, in first-registration order (a copy)."""
+        if self._more is not None:
+            return dict(self._more)
+        if self._one is not None:
+            assert self._key is not None
+            return {self._key: self._one}
+        return {}
+
+    def count(self) -> int:
+        """Number of registrants."""
+        if self._more is not None:
+            return len(self._more)
+        return 0 if self._one is None else 1
+
+    def registrant(self, key: RegistrantKey) -> Registration | None:
+        if self._more is not None:
+            return self._more.get(key)
+        return self._one if self._one is not None and self._key == key else None
+
+    def only(self) -> Registration | None:
+        """The registration when there is exactly one registrant."""
+        return self._one
+
+    def registrations(self) -> list[Registration]:
+        if self._more is not None:
+            return list(self._more.values())
+        return [] if self._one is None else [self._one]
+
+    def set_registrant(self, key: RegistrantKey, reg: Registration) -> None:
+        if self._more is not None:
+            self._more[key] = reg
+        elif self._one is None or self._key == key:
+            self._one, self._key = reg, key
+        else:
+            assert self._key is not None
+            self._more = {self._key: self._one, key: reg}
+            self._one = self._key = None
+
+    def pop_registrant(self, key: RegistrantKey) -> Registration | None:
+        more = self._more
+        if more is not None:
+            reg = more.pop(key, None)
+            if len(more) == 1:
+                (self._key, self._one), = more.items()
+                self._more = None
+            return reg
+        if self._one is not None and self._key == key:
+            reg, self._one, self._key = self._one, None, None
+            return reg
+        return None
 
     def recompute(self, force_merge: bool, force_proxy: bool | None) -> None:
         """Refresh the merged view after registrants changed (drops the reply cache)."""
         self.reply_cache = None
-        regs = list(self.registrants.values())
+        regs = self.registrations()
         if not regs:
             self.locators = ()
             return
@@ -430,7 +528,7 @@ class RegisteredPrefix:
             "rlocs": [locator_to_dict(loc) for loc in self.locators],
             "ttl": self.ttl,
             "proxy-reply": self.proxy_reply,
-            "registrants": [r.to_dict(now) for r in self.registrants.values()],
+            "registrants": [r.to_dict(now) for r in self.registrations()],
         }
 
 
@@ -485,7 +583,10 @@ class RegistrationTable:
         """Install or refresh ``reg``.  Returns (entry, previous registration, changed).
 
         ``changed`` is True when answers for the prefix change (new registrant, new
-        locators or flags).  A refresh keeps ``first_registered`` and counts up.
+        locators or flags).  A re-registration of an installed registrant updates the
+        installed object in place (``Registration.update_from``: ``first_registered``
+        kept, ``registrations`` counted up) and returns it as the previous one; the
+        installed object is ``entry.registrant(key)`` either way.
         """
         entry = self.table.exact(reg.prefix)
         if entry is None:
@@ -494,15 +595,14 @@ class RegistrationTable:
             self.version += 1
         if key is None:
             key = reg.key
-        prev = entry.registrants.get(key)
+        prev = entry.registrant(key)
         if prev is not None:
-            reg.first_registered = prev.first_registered
-            reg.registrations = prev.registrations + 1
             changed = not prev.same_content(reg)
+            prev.update_from(reg)
         else:
             self._count += 1
             changed = True
-        entry.registrants[key] = reg
+            entry.set_registrant(key, reg)
         if changed:
             entry.recompute(force_merge, force_proxy)
             if self.journal is not None:
@@ -516,13 +616,13 @@ class RegistrationTable:
         entry = self.table.exact(prefix)
         if entry is None:
             return None
-        reg = entry.registrants.pop(key, None)
+        reg = entry.pop_registrant(key)
         if reg is None:
             return None
         self._count -= 1
         if self.journal is not None:
             self.journal.add(prefix)
-        if entry.registrants:
+        if entry.count():
             entry.recompute(force_merge, force_proxy)
         else:
             self.table.delete(prefix)
@@ -531,7 +631,7 @@ class RegistrationTable:
 
     def site_registrations(self, site: str) -> list[Registration]:
         """Every registration of ``site`` (static ones included)."""
-        return [r for _, e in self.table.items() if e.site == site for r in e.registrants.values()]
+        return [r for _, e in self.table.items() if e.site == site for r in e.registrations()]
 
     def items(
         self, iid: int | None = None, prefix: EidPrefix | None = None, site: str | None = None
