@@ -674,14 +674,16 @@ def run_size(n: int, args: argparse.Namespace, offload: str = "off") -> dict[str
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
                 s.bind((LOOP, 0))
             # refresh: the same Map-Registers again; Map-Notifies come back to the sender's
-            # sockets, so count them on the daemon side instead: accepted = stats delta
-            res["refresh"] = refresh(d, regs, args)
+            # sockets, where the receiver counts them
+            if "refresh" in args.phases:
+                res["refresh"] = refresh(d, regs, args)
 
             rng = random.Random(1)
             m = min(TEMPLATES, n)
             pos = [eid_of(rng.randrange(n)) for _ in range(m)]
             prox = build_requests(pos, [1] * m, *reply_socks)
-            res["proxy"] = phase(d, [x for x, _ in prox.templates], reply_socks, args, "proxy", 36, 2)
+            if "proxy" in args.phases:
+                res["proxy"] = phase(d, [x for x, _ in prox.templates], reply_socks, args, "proxy", 36, 2)
             neg_eids = []
             for k in range(m):
                 if k % 2:
@@ -689,7 +691,8 @@ def run_size(n: int, args: argparse.Namespace, offload: str = "off") -> dict[str
                 else:
                     neg_eids.append(eid_of(n + 16 + rng.randrange(1 << 20)))  # in the site, unregistered
             neg = build_requests(neg_eids, [2] * m, *reply_socks)
-            res["negative"] = phase(d, [x for x, _ in neg.templates], reply_socks, args, "negative", 36, 2)
+            if "negative" in args.phases:
+                res["negative"] = phase(d, [x for x, _ in neg.templates], reply_socks, args, "negative", 36, 2)
             for s in reply_socks:
                 s.close()
             res["daemon_stats"] = daemon_stats(d)
@@ -769,6 +772,19 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def register_summary(results: list[dict[str, Any]]) -> str:
+    """The register side only (a run with ``--phases`` short of the full set)."""
+    rows = ["| EIDs | workers | first-time reg/s (p50/p99 us) | refresh offered -> accepted /s (daemon us/reg) "
+            "| RSS B/EID | load |", "|---:|---:|---|---|---:|---:|"]
+    for r in results:
+        ld, rf = r["load"], r.get("refresh")
+        ref = (f"{rf['offered_per_s']:,.0f} -> {rf['answered_per_s']:,.0f} ({rf['cpu_us_per_answer']:.1f})"
+               if rf else "-")
+        rows.append(f"| {r['eids']:,} | {r['workers']} | {ld['per_s']:,.0f} ({ld['p50_us']:.0f}/{ld['p99_us']:.0f}) "
+                    f"| {ref} | {r['rss_per_eid_b']:,.0f} | {rf['load'] if rf else os.getloadavg()[0]:.1f} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eids", default="1000,100000,1000000", help="comma-separated table sizes")
@@ -781,7 +797,11 @@ def main() -> int:
     ap.add_argument("--offload", choices=("off", "ebpf", "both"), default="off",
                     help="[node] map-request-offload of the daemon (both: each size twice); with ebpf or both, "
                          "daemon and load generator run in a fresh lnmo-bench-* network namespace")
+    ap.add_argument("--phases", default="refresh,proxy,negative",
+                    help="comma-separated phases after the load (refresh, proxy, negative); "
+                         "without all three only a register summary is printed")
     args = ap.parse_args()
+    args.phases = {x.strip() for x in args.phases.split(",") if x.strip()}
     if args.offload != "off" and not os.environ.get(NETNS_ENV):
         return in_namespace(sys.argv[1:])
     if args.quick:
@@ -797,7 +817,10 @@ def main() -> int:
     print("offered -> answered: the best paced step, median of its rounds; daemon us/req = CPU seconds of the daemon and its\n"
           "workers per answered message (less sensitive to other load on the machine than the rates);\n"
           "paced: latency at half the measured rate; load: 1-minute load average during the rounds.\n")
-    print(table(results))
+    if {"refresh", "proxy", "negative"} <= args.phases:
+        print(table(results))
+    else:
+        print(register_summary(results))
     if args.json:
         print(json.dumps(results, indent=1, default=str))
     return 0
