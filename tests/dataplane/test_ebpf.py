@@ -464,3 +464,75 @@ def test_libbpf_messages_go_to_logging(tmp_path: Path, caplog: pytest.LogCapture
         r.getMessage().split("missing.bpf.o")[1][:1]: r.levelno for r in caplog.records if "missing" in r.getMessage()
     }
     assert levels == {":": logging.WARNING, "2": logging.DEBUG}, caplog.records
+
+
+@pytest.fixture
+def small_mtu_pair(built: Path) -> Iterator[Pair]:
+    """x1 and x2 on an underlay whose MTU (1500) leaves no room for the outer header."""
+    t = Topo("ebm", underlay_mtu=1500)
+    try:
+        t.build()
+        p = Pair(t)
+        try:
+            p.both_ways()
+            yield p
+        finally:
+            p.stop()
+    finally:
+        t.destroy()
+
+
+@netns
+@needs
+def test_too_big_packets_are_fragmented_outside_and_reassembled(small_mtu_pair: Pair) -> None:
+    """RFC 9300 7.1 (stateless): a full-size DF packet no longer fits once encapsulated; the
+    ITR punts it, sends it through a socket whose outer packet the kernel fragments, and
+    the ETR reassembles it and delivers the inner packet (all four family pairs)."""
+    pair, topo = small_mtu_pair, small_mtu_pair.topo
+    for dst, size in (("10.2.0.2", 1472), ("fd02::2", 1452)):  # 1500-byte inner packets
+        proc = topo.ns("h1", "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", str(size), dst, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    s1, s2 = pair.x1.stats(), pair.x2.stats()
+    for s in (s1, s2):  # both directions were too big, both ends reassembled
+        assert s["too_big"] >= 2 and s["too-big.encapsulated"] >= 2, s
+        assert s["reassembled.decapsulated"] >= 2, s
+    assert s1["drop_too_big"] == 0 and s1["too-big.dropped"] == 0
+    # small packets still take the kernel path
+    before = pair.x1.stats()["encapsulated"]
+    assert topo.ping("h1", "10.2.0.2", count=2)
+    assert pair.x1.stats()["encapsulated"] >= before + 2
+
+
+@netns
+@needs
+def test_too_big_gso_packets_get_icmp_and_tcp_adapts(small_mtu_pair: Pair) -> None:
+    """TSO super-packets whose segments would not fit are answered with ICMP Fragmentation
+    Needed (MTU minus the outer header): the sender's PMTU discovery shrinks its segments
+    and TCP flows at full speed through the kernel path."""
+    pair, topo = small_mtu_pair, small_mtu_pair.topo
+    bps = iperf3_tcp(topo, "10.2.0.2", 2)
+    assert bps > 200e6, f"TCP with PMTU discovery over eBPF LISP: {bps / 1e6:.0f} Mbit/s"
+    s1 = pair.x1.stats()
+    assert s1["too-big.icmp"] >= 1, s1
+    assert s1["encapsulated"] > 1000, s1
+    route = topo.ns("h1", "ip", "route", "get", "10.2.0.2").stdout
+    assert "mtu 1464" in route, route
+
+
+def test_too_big_message_layout() -> None:
+    from lispnet.dataplane.ebpf_slow import checksum, too_big_message
+
+    ip4 = bytes.fromhex("45000514abcd4000" "4006" "0000" "0a010002" "0a020002") + bytes(1280)
+    msg = too_big_message(ip4, 1464)
+    assert msg is not None
+    family, source, body = msg
+    assert (family, str(source)) == (4, "10.1.0.2")
+    assert body[:2] == b"\x03\x04" and int.from_bytes(body[6:8], "big") == 1464
+    assert checksum(body) == 0 and body[8:28] == ip4[:20] and len(body) == 8 + 548
+    assert too_big_message(bytes.fromhex("45000514abcd0000400600000a0100020a020002"), 1464) is None  # DF clear
+    icmp_err = bytes.fromhex("4500001c00004000400100000a0100020a020002") + bytes([3, 1]) + bytes(6)
+    assert too_big_message(icmp_err, 1464) is None  # never an error about an error
+    ip6 = bytes.fromhex("6000000005dc1140") + bytes.fromhex("fd010000000000000000000000000002") + bytes(16) + bytes(1500)
+    msg6 = too_big_message(ip6, 1444)
+    assert msg6 is not None and msg6[0] == 6 and str(msg6[1]) == "fd01::2"
+    assert msg6[2][0] == 2 and int.from_bytes(msg6[2][4:8], "big") == 1444 and len(msg6[2]) == 1280 - 40

@@ -48,6 +48,7 @@ import asyncio
 import logging
 import os
 import secrets
+import select
 import socket
 import struct
 import threading
@@ -60,7 +61,7 @@ from typing import Any
 
 from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
-from . import ebpf_gso, libbpf
+from . import ebpf_gso, ebpf_slow, libbpf
 from .base import FwdEntry, FwdLocator, IPAddr, Miss, MissCallback
 from .encap import DATA_PORT, choose_locator, lisp_header
 
@@ -107,6 +108,8 @@ COUNTERS: tuple[str, ...] = (
     "drop_miss",
     "gso_batches",
     "drop_gso",
+    "too_big",
+    "drop_too_big",
 )
 
 _ENTRY_HEAD = struct.Struct("=BBHI")
@@ -115,7 +118,8 @@ _CONFIG = struct.Struct("=IIIBB2x4s16sII6s2x")
 _U32 = struct.Struct("=I")
 _PAIR = struct.Struct("=II")
 _RLOC_KEY = struct.Struct("=B3x16s")
-_MISS_EVENT = struct.Struct(f"=IBxH16s16s{MISS_COPY}s")
+_MISS_EVENT = struct.Struct(f"=IBBHHH16s16s{MISS_COPY}s")
+EV_MISS, EV_TOO_BIG = 0, 1
 _RLOC_STAT_KEY = struct.Struct("=BB2x16s")
 _RLOC_STAT = struct.Struct("=QQ")
 _RLOC_RECENT = struct.Struct("=20s4xQQ")
@@ -185,7 +189,7 @@ def rloc_key(addr: IPAddr) -> bytes:
 
 def parse_miss_event(data: bytes) -> Miss:
     """A ring-buffer record as a Miss; the packet is empty unless it was copied whole."""
-    iid, family, length, src, dst, pkt = _MISS_EVENT.unpack_from(data)
+    iid, family, _kind, length, _mtu, _gso, src, dst, pkt = _MISS_EVENT.unpack_from(data)
     pkt = pkt[:length]
     if len(pkt) >= 20 and pkt[0] >> 4 == 4:
         whole = int.from_bytes(pkt[2:4], "big")
@@ -308,6 +312,8 @@ class EbpfDataplane:
         self._table_base = table_base
         self._want_segmenter = gso_segmenter
         self._seg: ebpf_gso.Segmenter | None = None
+        self._slow: ebpf_slow.SlowPath | None = None
+        self._slow_fds: list[int] = []
         self._own_tables: set[int] = set()
         self._tx: dict[int, socket.socket] = {}
         self._injected = [0, 0]
@@ -358,6 +364,7 @@ class EbpfDataplane:
                 "rloc_recent": libbpf.BpfMap(fd("rloc_recent"), "rloc_recent", 4, _RLOC_RECENT.size, per_cpu=True),
             }
             self._remove_stale_filters()
+            self._slow = ebpf_slow.SlowPath(self._netns, self._send_encapsulated, self._instance_devices)
             self._start_segmenter()
             self._write_config()
             self._apply_rlocs()
@@ -376,7 +383,11 @@ class EbpfDataplane:
         )
 
     def stop(self) -> None:
+        self._unwatch_slow()
         self._stop_reader()
+        if self._slow is not None:
+            self._slow.close()
+            self._slow = None
         with libbpf.netns(self._netns):
             for (ifindex, prio), _prog_id in list(self._attached.items()):
                 try:
@@ -461,6 +472,8 @@ class EbpfDataplane:
         for name in COUNTERS:
             if name.startswith("drop_") and out[name]:
                 out["drop." + name[5:].replace("_", "-")] = out[name]
+        if self._slow is not None:
+            out.update(self._slow.counters)
         per_rloc: dict[bytes, list[int]] = {}
         rloc_stats = self._maps.get("rloc_stats")
         if rloc_stats is not None:
@@ -497,31 +510,51 @@ class EbpfDataplane:
         The kernel path would do the same with the entry now installed; doing it here
         avoids re-entering the packet into an interface's ingress.
         """
+        self._send_encapsulated(iid, packet)
+
+    def _send_encapsulated(self, iid: int, packet: bytes) -> bool:
+        """Encapsulate through a UDP socket (the kernel fragments a too-big outer packet)."""
         if len(packet) < 20 or packet[0] >> 4 not in (4, 6):
-            return
+            return False
         if packet[0] >> 4 == 4:
             dst: IPAddr = IPv4Address(packet[16:20])
         elif len(packet) >= 40:
             dst = IPv6Address(packet[24:40])
         else:
-            return
+            return False
         entry = self._match(iid, dst)
         if entry is None or not entry.locators:
-            return
+            return False
         locs = [(r.priority, r.weight, r.up and self._has_source(r.address)) for r in entry.locators]
         idx = choose_locator(locs, zlib.crc32(packet[:40]))
         if idx is None:
-            return
+            return False
         rloc = entry.locators[idx].address
         try:
             sock = self._tx_socket(rloc.version)
-            sock.sendto(lisp_header(secrets.randbits(24), iid, self._lsb if self._rlocs else None) + packet,
-                        (str(rloc), DATA_PORT))
+            sock.sendto(
+                lisp_header(secrets.randbits(24), iid, self._lsb if self._rlocs else None) + packet,
+                (str(rloc), DATA_PORT),
+            )
         except OSError as exc:
             log.debug("inject to %s: %s", rloc, exc)
-            return
+            return False
         self._injected[0] += 1
         self._injected[1] += len(packet)
+        return True
+
+    def _instance_devices(self, iid: int) -> tuple[str, str] | None:
+        """(decapsulation device, first EID-facing device) of an instance, by name."""
+        inst = self._resolved.get(iid)
+        if inst is None:
+            return None
+        try:
+            with libbpf.netns(self._netns):
+                decap = socket.if_indextoname(inst.ifindex)
+                eid = socket.if_indextoname(inst.eid_ifindexes[0]) if inst.eid_ifindexes else decap
+        except OSError:
+            return None
+        return decap, eid
 
     def _match(self, iid: int, dst: IPAddr) -> FwdEntry | None:
         best: FwdEntry | None = None
@@ -544,6 +577,8 @@ class EbpfDataplane:
                 sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.bind((str(src), 0))
             sock.setblocking(False)
+            if version == 4:
+                ebpf_slow.allow_outer_fragmentation(sock)
             self._tx[version] = sock
         return sock
 
@@ -601,6 +636,27 @@ class EbpfDataplane:
             prog = self._program("lisp_decap")
             for ifindex in ifindexes:
                 self._attach(ifindex, prog, DECAP_PRIORITY)
+        if self._slow is not None:
+            self._unwatch_slow()
+            self._slow.set_rlocs(list(self._rlocs))
+            self._watch_slow()
+
+    def _watch_slow(self) -> None:
+        """(asyncio mode) read the reassembly sockets on the daemon's loop."""
+        if self._loop is None or self._slow is None:
+            return
+        for sock in self._slow.sockets():
+            self._loop.add_reader(sock.fileno(), self._slow.drain, sock)
+            self._slow_fds.append(sock.fileno())
+
+    def _unwatch_slow(self) -> None:
+        if self._loop is not None:
+            for fd in self._slow_fds:
+                try:
+                    self._loop.remove_reader(fd)
+                except (RuntimeError, ValueError):
+                    pass
+        self._slow_fds = []
 
     def _resolve_instances(self, ipr: Any) -> dict[int, _Instance]:
         """(netlink thread) Resolve the instances and fill the tables of plain interfaces."""
@@ -682,6 +738,12 @@ class EbpfDataplane:
         if self._on_miss is None or len(data) < _MISS_EVENT.size:
             return
         try:
+            iid, _family, kind, length, mtu, gso, _src, _dst, head = _MISS_EVENT.unpack_from(data)
+            if kind == EV_TOO_BIG:
+                if self._slow is not None:
+                    whole = parse_miss_event(data).packet  # empty unless copied whole
+                    self._slow.too_big(iid, whole, head[:length], mtu, bool(gso))
+                return
             self._on_miss(parse_miss_event(data))
         except Exception:  # noqa: BLE001 - keep reading misses whatever the handler does
             log.exception("on_miss handler failed")
@@ -697,13 +759,29 @@ class EbpfDataplane:
             fd = self._ring.epoll_fd()
             self._loop.add_reader(fd, self._ring.consume)
             self._reader_fd = fd
+            self._watch_slow()
             return
         ring = self._ring
 
         def run() -> None:
+            ring_fd = ring.epoll_fd()
+            poller = select.poll()
+            poller.register(ring_fd, select.POLLIN)
+            watched: dict[int, socket.socket] = {}
             while not self._stopping.is_set():
+                slow = self._slow
+                current = {sock.fileno(): sock for sock in (slow.sockets() if slow else [])}
+                for fd in set(watched) - set(current):
+                    poller.unregister(fd)
+                for fd in set(current) - set(watched):
+                    poller.register(fd, select.POLLIN)
+                watched = current
                 try:
-                    ring.poll(100)
+                    for fd, _events in poller.poll(100):
+                        if fd == ring_fd:
+                            ring.consume()
+                        elif fd in watched and slow is not None:
+                            slow.drain(watched[fd])
                 except OSError as exc:
                     log.warning("miss ring buffer: %s", exc)
                     return

@@ -99,6 +99,8 @@ enum {
 	C_DROP_MISS,
 	C_GSO_BATCHES,
 	C_DROP_GSO,
+	C_TOO_BIG,		/* bigger than the egress MTU once encapsulated: punted */
+	C_DROP_TOO_BIG,		/* ... and the ring buffer was full */
 	C_NCOUNTERS,
 };
 
@@ -180,11 +182,20 @@ struct miss_key {
 	__u8 dst[16];
 };
 
+enum {
+	EV_MISS = 0,		/* no map-cache entry: the daemon sends a Map-Request */
+	EV_TOO_BIG = 1,		/* too big for the egress once encapsulated (RFC 9300 7.1):
+				 * the daemon encapsulates it through a socket (the kernel
+				 * fragments the outer packet) or answers ICMP Too Big */
+};
+
 struct miss_event {
 	__u32 iid;
 	__u8 family;
-	__u8 pad;
+	__u8 kind;		/* EV_* */
 	__u16 len;		/* bytes of the inner packet copied into pkt */
+	__u16 mtu;		/* EV_TOO_BIG: the egress MTU */
+	__u16 gso;		/* EV_TOO_BIG: 1 when the packet was a GSO super-packet */
 	__u8 src[16];
 	__u8 dst[16];
 	__u8 pkt[MISS_COPY];
@@ -365,6 +376,35 @@ static __always_inline __u16 csum_fold(__s64 csum)
 	return (__u16)~sum;
 }
 
+/* IP + TCP/UDP header bytes of the inner packet (for a GSO packet's segment size). */
+static __always_inline __u32 inner_headers(struct __sk_buff *skb, __u8 family)
+{
+	__u8 b[2];
+	__u32 l3, proto;
+
+	if (family == 4) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, b, 1) || bpf_skb_load_bytes(skb, ETH_HLEN + 9, b + 1, 1))
+			return 0;
+		l3 = (b[0] & 0xf) * 4;
+		proto = b[1];
+	} else {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, b, 1))
+			return 0;
+		l3 = 40;
+		proto = b[0];
+	}
+	if (proto == IPPROTO_UDP)
+		return l3 + 8;
+	if (proto != IPPROTO_TCP || bpf_skb_load_bytes(skb, ETH_HLEN + (l3 & 0x3c) + 12, b, 1))
+		return l3;
+	return l3 + (b[0] >> 4) * 4;
+}
+
+static __always_inline __u32 room_for(__u8 ofam)
+{
+	return ofam == 4 ? OVERHEAD4 : OVERHEAD6;
+}
+
 /* RFC 1071 checksum of an option-less IPv4 header (check field zero), computed inline:
  * ten 16-bit words, cheaper than a bpf_csum_diff call per packet. */
 static __always_inline __u16 ip4_checksum(const struct iphdr *ip)
@@ -416,6 +456,33 @@ static __always_inline int forward(struct __sk_buff *skb, struct bpf_fib_lookup 
 	return drop(C_DROP_FIB);
 }
 
+/* Copy the inner packet (up to MISS_COPY bytes) into a ring-buffer event for the daemon. */
+static __always_inline int punt(struct __sk_buff *skb, __u32 iid, __u8 family, __u8 *src, __u8 *dst,
+				__u8 kind, __u32 mtu)
+{
+	struct miss_event *ev = bpf_ringbuf_reserve(&miss_events, sizeof(*ev), 0);
+	__u32 len = skb->len;
+
+	if (!ev)
+		return -1;
+	ev->iid = iid;
+	ev->family = family;
+	ev->kind = kind;
+	ev->mtu = mtu;
+	ev->gso = skb->gso_size ? 1 : 0;
+	__builtin_memcpy(ev->src, src, 16);
+	__builtin_memcpy(ev->dst, dst, 16);
+	len = len > ETH_HLEN ? len - ETH_HLEN : 0;
+	if (len > MISS_COPY)
+		len = MISS_COPY;
+	len &= 0x7ff;	/* a bound the verifier can see */
+	if (len < 1 || len > MISS_COPY || bpf_skb_load_bytes(skb, ETH_HLEN, ev->pkt, len))
+		len = 0;
+	ev->len = len;
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
 /* No usable map-cache entry: local or intra-site traffic goes to the stack; anything
  * else is a miss reported to the daemon (at most one event per destination per
  * MISS_INTERVAL_NS) and dropped or passed on, as configured. */
@@ -459,25 +526,8 @@ static __always_inline int handle_miss(struct __sk_buff *skb, struct lisp_config
 		struct miss_event *ev;
 
 		bpf_map_update_elem(&miss_seen, &mk, &now, BPF_ANY);
-		ev = bpf_ringbuf_reserve(&miss_events, sizeof(*ev), 0);
-		if (ev) {
-			__u32 len = skb->len;
-
-			ev->iid = ic->iid;
-			ev->family = family;
-			ev->pad = 0;
-			__builtin_memcpy(ev->src, src, 16);
-			__builtin_memcpy(ev->dst, dst, 16);
-			len = len > ETH_HLEN ? len - ETH_HLEN : 0;
-			if (len > MISS_COPY)
-				len = MISS_COPY;
-			len &= 0x7ff;	/* a bound the verifier can see */
-			if (len < 1 || len > MISS_COPY || bpf_skb_load_bytes(skb, ETH_HLEN, ev->pkt, len))
-				len = 0;
-			ev->len = len;
-			bpf_ringbuf_submit(ev, 0);
+		if (punt(skb, ic->iid, family, src, dst, EV_MISS, 0) == 0)
 			count_add(C_MISS_EVENTS, 1);
-		}
 	}
 	if (cfg->flags & CFG_MISS_PASS)
 		return TC_ACT_OK;
@@ -643,12 +693,34 @@ int lisp_encap(struct __sk_buff *skb)
 	}
 	fib_set_table(&p, table_or_main(cfg->underlay_table));
 	int rc = bpf_fib_lookup(skb, &p, sizeof(p), FIB_DIRECT | FIB_TBID);
+	__u32 inner_len = skb->len - ETH_HLEN;
 
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+	    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return drop(C_DROP_FIB);
 
+	/* MTU (RFC 9300 7.1): the packet plus the outer header must fit the egress.  A GSO
+	 * packet is cut into segments of gso_size plus the inner headers, each of which
+	 * grows by the outer header.  Too big: punted, the daemon sends it through a socket
+	 * (outer fragmentation) or answers ICMP Too Big with the MTU left for the inner. */
+	__u32 mtu = 0;
+	int mrc = bpf_check_mtu(skb, p.ifindex, &mtu, room_for(ofam), 0);
+	int too_big = rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
+
+	if (skb->gso_size)
+		too_big |= mtu && skb->gso_size + inner_headers(skb, family) + room_for(ofam) > mtu;
+	else
+		too_big |= mrc == BPF_MTU_CHK_RET_FRAG_NEEDED;
+	if (too_big) {
+		__u32 left = mtu > room_for(ofam) ? mtu - room_for(ofam) : 0;
+
+		if (punt(skb, ic->iid, family, src, dst, EV_TOO_BIG, left))
+			return drop(C_DROP_TOO_BIG);
+		count_add(C_TOO_BIG, 1);
+		return TC_ACT_SHOT;
+	}
+
 	/* Build the outer headers while the entry's fields are at hand. */
-	__u32 inner_len = skb->len - ETH_HLEN;
 	__u32 iid = ic->iid & 0xffffff;
 	__u32 w1 = LISP_N_BIT | (bpf_get_prandom_u32() & 0xffffff);
 	__u32 w2 = iid << 8;
