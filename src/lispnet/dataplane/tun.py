@@ -44,6 +44,13 @@ with ``tso=True`` the ITR receives 64 KB TCP super-packets and cuts them into MS
 packets itself (``tun_gso.segment_tcp``).  Either way every LISP packet on the underlay
 carries one ordinary inner IP packet.
 
+Tunnel offload (``tun_tnl``, Linux 6.17+; ``tunnel_offload=None`` uses it when the kernel
+has it): TCP entering on an instance's LAN is routed (``ipproto tcp`` rule, table
+``TCP_TABLE_BASE + iid``) into a second TUN, ``lisp<iid>t``, that hands over TSO
+super-packets; each leaves in one write to the TAP ``lispu`` as a UDP-tunnel super-packet
+that the kernel cuts into LISP packets only where a device needs it.  The ETR writes such
+a super-packet, received whole, to its TUN in one GSO write.
+
 Misses are punted to the daemon's loop with ``call_soon_threadsafe`` (at most
 ``PUNT_LIMIT`` packets per destination until the table changes, so a resolution in
 progress cannot flood the loop).  Locator-status-bits received from a peer are reported
@@ -71,13 +78,16 @@ from . import netlink
 from .base import FwdEntry, IPAddr, Miss, MissCallback
 from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
 from .tun_etr import EtrPath, LsbCallback
-from .tun_gso import VNET_HDR_LEN
-from .tun_itr import BUDGET, Flow, ItrPath
+from .tun_gso import VNET_HDR_LEN, segment_tcp
+from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
+from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap, route_mtu
 from .udp_gso import enable_gro
 
 log = logging.getLogger(__name__)
 
 TABLE_BASE = 0x10000
+TCP_TABLE_BASE = 0x2000000
+"""Routing table of an instance's TCP TUN (``TCP_TABLE_BASE + iid``)."""
 RULE_PRIORITY = 1000
 PUNT_LIMIT = 32
 SOCK_BUFFER = 8 * 1024 * 1024
@@ -94,8 +104,12 @@ TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+UDP_NO_CHECK6_RX = 102
 _K_TUN = 0
 _K_UDP = 1
+_K_TCP = 2
+_K_TAP = 3
 
 
 _ENCAP = 0
@@ -116,6 +130,8 @@ class _Compiled:
     only: int | None = None
     drop_reason: str = ""
     counters: list[list[int]] = field(default_factory=list)
+    mtus: list[int] = field(default_factory=list)
+    """Route MTU toward each RLOC (tunnel offload: does a whole segment fit)."""
 
 
 class _Table:
@@ -151,12 +167,21 @@ class TunDataplane(ItrPath, EtrPath):
         tso: bool = False,
         gso: bool = True,
         fwd_nice: int = FWD_NICE,
+        tunnel_offload: bool | None = None,
     ) -> None:
         self.tun_prefix = tun_prefix
         self.offload = offload
         self.tso = tso and offload
         self.gso = gso
         self.fwd_nice = fwd_nice
+        # None: use UDP-tunnel GSO (tun_tnl) when the kernel offers it
+        self.tunnel_offload = tunnel_offload if offload and gso else False
+        self._tap_fd: int | None = None
+        self._tap_mac = b""
+        self._tap_scratch = bytearray(65536 + 64)
+        self._tcp_fds: dict[int, int] = {}
+        self._tnl_tx = [0]
+        self._tnl_rx = [0]
         self.default_route = default_route
         self.mtu = mtu
         self.on_lsb: LsbCallback | None = None
@@ -180,10 +205,9 @@ class TunDataplane(ItrPath, EtrPath):
         self._epoll: Any = None
         self._kinds: dict[int, tuple[int, Any]] = {}
         # one read slot per packet of a drain: a TSO super-packet or one MTU-sized packet
-        self._slot_size = READ_MAX if self.tso else max(2048, (mtu + VNET_HDR_LEN + 63) & ~63)
-        self._arena = bytearray(BUDGET * self._slot_size)
-        self._arena_mv = memoryview(self._arena)
-        self._slots = [[self._arena_mv[k * self._slot_size : (k + 1) * self._slot_size]] for k in range(BUDGET)]
+        slot_size = READ_MAX if self.tso else max(2048, (mtu + VNET_HDR_LEN + 63) & ~63)
+        self._small = Arena(bytearray(BUDGET * slot_size), slot_size, BUDGET)
+        self._big: Arena | None = None
         self._flows5: dict[int, dict[Any, Flow]] = {}
         self._rbuf = bytearray(65536)
         self._rbuf_mv = memoryview(self._rbuf)
@@ -223,6 +247,8 @@ class TunDataplane(ItrPath, EtrPath):
                 log.warning("no raw socket for native forwarding (family %d): %s", family, e)
         for sock in self._rx.values():
             self._watch(sock.fileno(), _K_UDP, sock)
+        if self.tunnel_offload is not False:
+            self._open_tap()
         for iid in list(self._instances):
             self._setup_instance(iid)
         self._spawn("lisp-fwd", self._fwd_loop)
@@ -236,12 +262,17 @@ class TunDataplane(ItrPath, EtrPath):
             self._epoll.close()
             self._epoll = None
         self._kinds.clear()
-        for fd in self._tun_fds.values():
+        fds = [*self._tun_fds.values(), *self._tcp_fds.values()]
+        if self._tap_fd is not None:
+            fds.append(self._tap_fd)
+        for fd in fds:
             try:
                 os.close(fd)  # the TUN device disappears with its last fd
             except OSError:
                 pass
         self._tun_fds.clear()
+        self._tcp_fds.clear()
+        self._tap_fd = None
         for sock in [*self._rx.values(), *self._tx.values(), *self._raw.values()]:
             sock.close()
         self._rx.clear()
@@ -272,6 +303,12 @@ class TunDataplane(ItrPath, EtrPath):
         _big_buffers(sock)
         if self.gso:
             enable_gro(sock)
+        if family == socket.AF_INET6:
+            # RFC 9300 section 5.3 / RFC 6935: accept LISP over IPv6 with a zero UDP checksum
+            try:
+                sock.setsockopt(socket.IPPROTO_UDP, UDP_NO_CHECK6_RX, 1)
+            except OSError:
+                pass
         sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", DATA_PORT))
         sock.setblocking(False)
         return sock
@@ -317,8 +354,50 @@ class TunDataplane(ItrPath, EtrPath):
             fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
         os.set_blocking(fd, False)
         self._tun_fds[iid] = fd
+        if self._tap_fd is not None and self._instances.get(iid) and not self.tso:
+            # TCP from the LAN goes to a TUN of its own that hands over TSO super-packets,
+            # written out whole through the tunnel-offload TAP; everything else keeps the
+            # plain TUN (finished packets, checksums done by the kernel)
+            tfd = netlink.create_tun(self.tcp_device(iid), vnet_hdr=True)
+            fcntl.ioctl(tfd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
+            os.set_blocking(tfd, False)
+            self._tcp_fds[iid] = tfd
+            if self._big is None:
+                self._big = Arena(bytearray(TCP_BUDGET * READ_MAX), READ_MAX, TCP_BUDGET)
         netlink.in_thread(self._configure_instance, iid, dev)
         self._watch(fd, _K_TUN, iid)
+        if iid in self._tcp_fds:
+            self._watch(self._tcp_fds[iid], _K_TCP, iid)
+
+    def tcp_device(self, iid: int) -> str:
+        """The TUN that takes an instance's TCP from its LAN (tunnel offload only)."""
+        return f"{self.tun_prefix}{iid}t"
+
+    def _open_tap(self) -> None:
+        """The tunnel-offload TAP (``tun_tnl``), when the kernel has UDP-tunnel GSO."""
+        name = f"{self.tun_prefix}u"
+        try:
+            fd = open_tap(name)
+            self._tap_mac = hw_address(name)
+            netlink.in_thread(self._configure_tap, name)
+        except OSError as e:
+            log.info("no UDP-tunnel GSO (%s): TCP super-packets are cut in user space", e)
+            if self.tunnel_offload:
+                raise
+            return
+        self._tap_fd = fd
+        self._watch(fd, _K_TAP, fd)
+
+    @staticmethod
+    def _configure_tap(name: str) -> None:
+        for key, value in ((f"net.ipv6.conf.{name}.addr_gen_mode", 1), (f"net.ipv6.conf.{name}.accept_ra", 0),
+                           (f"net.ipv4.conf.{name}.accept_local", 1), (f"net.ipv4.conf.{name}.rp_filter", 0)):
+            try:
+                netlink.sysctl(key, value)
+            except OSError:
+                pass
+        with netlink.open_ipr() as ipr:
+            netlink.link_up(ipr, name)
 
     def _configure_instance(self, iid: int, dev: str) -> None:
         with netlink.open_ipr() as ipr:
@@ -346,7 +425,33 @@ class TunDataplane(ItrPath, EtrPath):
                 netlink.replace_route(ipr, "::/0", dev=dev, table=table)
             netlink.add_iif_rule(ipr, lan, table, RULE_PRIORITY)
             netlink.add_iif_rule(ipr, dev, table, RULE_PRIORITY)
+            if iid in self._tcp_fds:
+                self._configure_tcp_tun(ipr, iid, lan)
         self._install_routes_with(ipr, iid, self._routes.get(iid, []))
+
+    def _configure_tcp_tun(self, ipr: Any, iid: int, lan: str) -> None:
+        """TCP entering on ``lan`` -> the instance's TCP TUN (``ipproto tcp`` rule, own table)."""
+        tdev = self.tcp_device(iid)
+        table = TCP_TABLE_BASE + iid
+        self._created_tables.add(table)
+        netlink.link_up(ipr, tdev, mtu=self.mtu)
+        try:
+            ipr.link("set", index=netlink.require_index(ipr, tdev), txqlen=TUN_TXQLEN)
+        except Exception as e:  # noqa: BLE001
+            log.warning("cannot set txqlen on %s: %s", tdev, e)
+        for name in (f"net.ipv4.conf.{tdev}.rp_filter", f"net.ipv6.conf.{tdev}.disable_ipv6"):
+            try:
+                netlink.sysctl(name, 0)
+            except OSError:
+                pass
+        for cidr in netlink.addresses(ipr, lan):
+            netlink.replace_route(ipr, cidr, dev=lan, table=table)
+        if self.default_route:
+            netlink.replace_route(ipr, "0.0.0.0/0", dev=tdev, table=table)
+            netlink.replace_route(ipr, "::/0", dev=tdev, table=table)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            if not any(r.get_attr("FRA_TABLE") == table for r in ipr.get_rules(family=family)):
+                ipr.rule("add", iifname=lan, table=table, priority=RULE_PRIORITY - 1, family=family, ip_proto=6)
 
     def _install_routes(self, iid: int, prefixes: list[EidPrefix]) -> None:
         with netlink.open_ipr() as ipr:
@@ -356,6 +461,9 @@ class TunDataplane(ItrPath, EtrPath):
         dev = self.device(iid)
         for p in prefixes:
             netlink.replace_route(ipr, f"{p.address}/{p.mask_len}", dev=dev, table=self.table(iid))
+            if iid in self._tcp_fds:
+                netlink.replace_route(ipr, f"{p.address}/{p.mask_len}", dev=self.tcp_device(iid),
+                                      table=TCP_TABLE_BASE + iid)
 
     # --- forwarding table -----------------------------------------------------------------
     def install(self, entry: FwdEntry) -> None:
@@ -402,6 +510,7 @@ class TunDataplane(ItrPath, EtrPath):
                 c.locs.append((loc.priority, loc.weight, up))
                 c.dsts.append((fam, (str(loc.address), DATA_PORT), str(loc.address)))
                 c.counters.append([0, 0])
+                c.mtus.append(route_mtu(str(loc.address), fam) if self._tap_fd is not None else 0)
                 if up and loc.priority != 255:
                     usable.append(i)
             if old is not None and len(old.counters) == len(c.counters):
@@ -447,6 +556,7 @@ class TunDataplane(ItrPath, EtrPath):
         stopping = self._stopping
         drain_tun = self._drain_tun
         drain_rx = self._drain_rx
+        small = self._small
         while not stopping.is_set():
             try:
                 events = ep.poll(0.2)
@@ -459,25 +569,35 @@ class TunDataplane(ItrPath, EtrPath):
                 if k is None:
                     continue
                 try:
-                    if k[0] == _K_TUN:
-                        drain_tun(fd, k[1])
-                    else:
+                    kind = k[0]
+                    if kind == _K_TUN:
+                        drain_tun(fd, k[1], small)
+                    elif kind == _K_UDP:
                         drain_rx(k[1])
+                    elif kind == _K_TCP:
+                        assert self._big is not None
+                        drain_tun(fd, k[1], self._big)
+                    else:
+                        drain_tap(fd, self._tap_scratch)
                 except Exception:  # noqa: BLE001 - the fast path must survive any packet
                     log.exception("forwarding error")
                     self._drop("bug")
 
     # --- the ITR fast path ---------------------------------------------------------------
-    def _resolve(self, iid: int, flows: dict[Any, Flow] | None, key: Any, pkt: memoryview, m: int) -> Flow | None:
+    def _resolve(self, iid: int, flows: dict[Any, Flow] | None, key: Any, pkt: memoryview, m: int,
+                 gso_size: int = 0) -> Flow | None:
         ver = pkt[0] >> 4
         dst = bytes(pkt[16:20]) if ver == 4 else bytes(pkt[24:40])
         dkey = (iid, dst)
         c = self._flow.get(dkey) or self._lookup(iid, ver, dkey)
-        if c is None:
-            self._punt(iid, dkey, pkt)
-            return None
-        if c.kind != _ENCAP:
-            self._other(c, iid, dkey, ver, dst, pkt, m)
+        if c is None or c.kind != _ENCAP:
+            # a TSO super-packet that is not encapsulated is cut into ordinary packets first
+            pieces = [pkt] if not gso_size else [memoryview(h + bytes(d)) for h, d in segment_tcp(pkt, gso_size)]
+            for piece in pieces:
+                if c is None:
+                    self._punt(iid, dkey, piece)
+                else:
+                    self._other(c, iid, dkey, ver, dst, piece, len(piece))
             return None
         h = flow_hash(pkt)
         idx = c.only
@@ -486,9 +606,13 @@ class TunDataplane(ItrPath, EtrPath):
             if idx is None:
                 self._drop("no-usable-rloc")
                 return None
-        fam, addr, _text = c.dsts[idx]
+        fam, addr, text = c.dsts[idx]
         sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
         f = Flow(sock, addr, c.header, c.counters[idx])
+        if self._tap_fd is not None and c.mtus[idx]:
+            src = next((r for r in self._rlocs if (r.version == 4) == (fam == socket.AF_INET)), None)
+            if src is not None:
+                f.tnl = TunnelHeader(self._tap_mac, str(src), text, 0xF000 | (h & 0x0FFF), c.header, c.mtus[idx])
         if flows is not None:
             if len(flows) >= FLOW_CACHE_MAX:
                 flows.clear()
@@ -620,6 +744,8 @@ class TunDataplane(ItrPath, EtrPath):
         out["gso.coalesced-writes"] = self._gso_tx[0]
         out["gso.udp-sends"] = self._sends[0]
         out["gso.udp-packets"] = self._sends[1]
+        out["tnl.super-packets"] = self._tnl_tx[0]
+        out["tnl.super-datagrams"] = self._tnl_rx[0]
         out["native.packets"] = self._native[0]
         out["native.bytes"] = self._native[1]
         for reason, n in list(self._drops.items()):

@@ -6,6 +6,12 @@ checked per header byte column and written to the instance's TUN as one super-pa
 with a virtio-net GSO header (``tun_gso.coalesce_batch``); any other batch is walked
 packet by packet (instance, inner version, LSBs) and merged run by run
 (``tun_gso.coalesce``).  Counters are per source RLOC.
+
+A datagram bigger than any packet of the instance's MTU, without a GRO control message,
+whose inner IP length is the whole rest of the datagram, is a UDP-tunnel super-packet
+(``tun_tnl``: a peer's TCP super-packet that no device on the way had to cut): one LISP
+header, one inner TCP super-packet.  It goes to the TUN in one GSO write, cut at the
+instance's MTU.
 """
 
 from __future__ import annotations
@@ -19,7 +25,16 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from .base import IPAddr
-from .tun_gso import NO_VNET, coalesce, coalesce_batch_split, columns_equal
+from .tun_gso import (
+    GSO_TCPV4,
+    GSO_TCPV6,
+    NO_VNET,
+    coalesce,
+    coalesce_batch_split,
+    columns_equal,
+    pseudo_sum,
+    vnet_header,
+)
 from .tun_itr import BUDGET
 from .udp_gso import GRO_CMSG_SPACE, gro_segment_size
 
@@ -30,6 +45,7 @@ class EtrPath:
     """LISP -> TUN: receive batches, check, coalesce, write."""
 
     offload: bool
+    mtu: int
     on_lsb: LsbCallback | None
     _loop: asyncio.AbstractEventLoop | None
     _stopping: threading.Event
@@ -39,6 +55,7 @@ class EtrPath:
     _decap: dict[str, list[int]]
     _lsb_seen: dict[tuple[int, str], int]
     _gso_tx: list[int]
+    _tnl_rx: list[int]
 
     _drop: Callable[[str], None]
     """Count a dropped packet by reason (provided by TunDataplane)."""
@@ -64,7 +81,10 @@ class EtrPath:
                 self._drop("udp-read-error")
                 return
             seg = (gro_segment_size(anc) if anc else 0) or n
-            if seg < n and offload and self._decap_batch(n, seg, addr):
+            if seg < n:
+                if offload and self._decap_batch(n, seg, addr):
+                    continue
+            elif n > self.mtu + 8 and offload and self._decap_super(n, addr):
                 continue
             prev: bytes | bytearray = b""
             fd: int | None = None
@@ -145,6 +165,63 @@ class EtrPath:
             ctr = self._decap[addr[0]] = [0, 0]
         ctr[0] += count
         ctr[1] += n - 8 * count
+        return True
+
+    def _decap_super(self, n: int, addr: Any) -> bool:
+        """A UDP-tunnel super-packet: one LISP header and one inner TCP super-packet filling
+        the datagram.  One GSO write, segments of the instance's MTU.  False (nothing done)
+        when the datagram is not that."""
+        buf = self._rbuf
+        flags = buf[0]
+        iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
+        fd = self._tun_fds.get(iid)
+        b0 = buf[8]
+        if fd is None:
+            return False
+        if b0 >> 4 == 4:
+            ihl = (b0 & 0x0F) << 2
+            v4 = True
+            if ihl < 20 or buf[17] != 6 or buf[14] & 0x3F or buf[15] or buf[10] << 8 | buf[11] != n - 8:
+                return False
+        elif b0 >> 4 == 6:
+            ihl = 40
+            v4 = False
+            if buf[14] != 6 or (buf[12] << 8 | buf[13]) + 40 != n - 8:
+                return False
+        else:
+            return False
+        th = 8 + ihl
+        hl = ihl + ((buf[th + 12] >> 4) << 2)
+        gso_size = self.mtu - hl
+        payload = n - 8 - hl
+        if gso_size <= 0 or payload <= gso_size:
+            return False
+        # the kernel finishes each segment's checksum from the pseudo-header sum
+        l4len = n - 8 - ihl
+        s = pseudo_sum(buf, 8, v4, 6, l4len)
+        buf[th + 16] = s >> 8
+        buf[th + 17] = s & 0xFF
+        gso_type = GSO_TCPV4 if v4 else GSO_TCPV6
+        if buf[th + 13] & 0x80:  # CWR: the kernel's TSO keeps it on the first segment only
+            gso_type |= 0x80
+        if flags & 0x40:
+            lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
+            k = (iid, addr[0])
+            if self._lsb_seen.get(k) != lsb:
+                self._lsb_seen[k] = lsb
+                self._report_lsb(iid, bytes(buf[8 : 8 + hl]), lsb)
+        try:
+            os.writev(fd, (vnet_header(gso_type, hl, gso_size, ihl, 16), self._rbuf_mv[8:n]))
+        except OSError:
+            self._drop("tun-write-error")
+            return True
+        self._tnl_rx[0] += 1
+        segs = -(-payload // gso_size)
+        ctr = self._decap.get(addr[0])
+        if ctr is None:
+            ctr = self._decap[addr[0]] = [0, 0]
+        ctr[0] += segs
+        ctr[1] += n - 8 + (segs - 1) * hl
         return True
 
     def _write(self, fd: int, spans: list[tuple[int, int]], offload: bool,

@@ -81,6 +81,11 @@ def _pseudo(buf: bytes | bytearray | memoryview, at: int, v4: bool, proto: int, 
     return fold(addrs % 0xFFFF + proto + l4len)
 
 
+def pseudo_sum(buf: bytes | bytearray | memoryview, at: int, v4: bool, proto: int, l4len: int) -> int:
+    """The pseudo-header sum (not complemented) a partial transport checksum field holds."""
+    return _pseudo(buf, at, v4, proto, l4len)
+
+
 # --- ETR: coalesce a run of inner packets into one GSO write ----------------------------
 def coalesce(buf: bytearray, mv: memoryview, spans: list[tuple[int, int]]) -> list[Iov]:
     """Group consecutive inner packets of one flow into GSO super-packets.
@@ -419,6 +424,7 @@ __all__ = [
     "complete_checksum",
     "ipv4_header_checksum",
     "ones_sum",
+    "pseudo_sum",
     "segment_tcp",
     "vnet_header",
 ]

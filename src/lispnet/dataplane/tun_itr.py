@@ -7,6 +7,11 @@ offload work) costs one ``struct`` unpack for its 5-tuple, one dict lookup and t
 appends: the 5-tuple cache maps it to a :class:`Flow` holding the outer socket (whose
 port is the flow hash), the RLOC, the LISP header, the per-RLOC counters and the
 flow's pending ``UDP_SEGMENT`` batch.  Everything else takes ``_tun_slow``.
+
+A TCP TUN (tunnel offload, ``tun_tnl``) hands over TSO super-packets: when the flow's
+RLOC route holds a whole segment, the super-packet leaves in one write to the offload TAP
+with the outer headers in front (the kernel cuts it into LISP packets where needed);
+otherwise it is cut here (``tun_gso.segment_tcp``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .tun_gso import VNET_HDR_LEN, complete_checksum, segment_tcp
+from .tun_tnl import TunnelHeader
 from .udp_gso import MAX_BYTES, MAX_SEGMENTS, send_batch
 
 BUDGET = 64
 """Packets read (or GRO batches received) per fd per wake-up."""
+TCP_BUDGET = 16
+"""Reads per wake-up from a TCP TUN (each up to a 64 KB super-packet)."""
 _KEY4 = struct.Struct("!6xHxB2x12s")
 """IPv4 (no options): (fragment field, protocol, addresses + ports)."""
 _KEY6 = struct.Struct("!6xBx36s")
@@ -30,11 +38,25 @@ _KEY6 = struct.Struct("!6xBx36s")
 Buf = bytes | bytearray | memoryview
 
 
+class Arena:
+    """Read slots for one drain: ``budget`` slots of ``size`` bytes in one buffer, so a
+    queued packet stays valid (no copy) until its batch leaves at the end of the drain."""
+
+    __slots__ = ("buf", "mv", "slots", "size", "budget")
+
+    def __init__(self, buf: bytearray, size: int, budget: int) -> None:
+        self.buf = buf
+        self.mv = memoryview(buf)
+        self.size = size
+        self.budget = budget
+        self.slots = [[self.mv[k * size : (k + 1) * size]] for k in range(budget)]
+
+
 class Flow:
     """A 5-tuple's forwarding decision (socket = outer source port, RLOC, LISP header,
-    per-RLOC counters) and its pending ``UDP_SEGMENT`` batch."""
+    per-RLOC counters, tunnel-offload headers) and its pending ``UDP_SEGMENT`` batch."""
 
-    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "nbytes")
+    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "nbytes", "tnl")
 
     def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int]) -> None:
         self.sock = sock
@@ -45,6 +67,7 @@ class Flow:
         self.seg = 0
         self.count = 0
         self.nbytes = 0
+        self.tnl: TunnelHeader | None = None
 
 
 class ItrPath:
@@ -52,21 +75,19 @@ class ItrPath:
 
     offload: bool
     gso: bool
-    _arena: bytearray
-    _arena_mv: memoryview
-    _slots: list[list[memoryview]]
-    _slot_size: int
     _flows5: dict[int, dict[Any, Flow]]
     _sends: list[int]
     _gso_rx: list[int]
+    _tap_fd: int | None
+    _tnl_tx: list[int]
 
     _drop: Callable[[str], None]
     """Count a dropped packet by reason (provided by TunDataplane)."""
 
-    _resolve: Callable[[int, dict[Any, Flow] | None, Any, memoryview, int], Flow | None]
+    _resolve: Callable[[int, dict[Any, Flow] | None, Any, memoryview, int, int], Flow | None]
     """Look up / build the flow entry of a packet (provided by TunDataplane)."""
 
-    def _drain_tun(self, fd: int, iid: int) -> None:
+    def _drain_tun(self, fd: int, iid: int, ar: Arena) -> None:
         """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches.
 
         Each read lands in its own slot of the arena, so the queued packets stay valid
@@ -74,10 +95,10 @@ class ItrPath:
         options or IPv6, TCP or UDP, not a fragment, no offload work) costs one unpack for
         its 5-tuple, one dict lookup and two list appends.
         """
-        arena = self._arena
-        mv = self._arena_mv
-        slots = self._slots
-        slot_size = self._slot_size
+        arena = ar.buf
+        mv = ar.mv
+        slots = ar.slots
+        slot_size = ar.size
         readv = os.readv
         off = VNET_HDR_LEN if self.offload else 0
         flows = self._flows5.get(iid)
@@ -88,7 +109,7 @@ class ItrPath:
         key6 = _KEY6.unpack_from
         pending: list[Flow] = []
         try:
-            for k in range(BUDGET):
+            for k in range(ar.budget):
                 try:
                     n = readv(fd, slots[k])
                 except BlockingIOError:
@@ -101,25 +122,25 @@ class ItrPath:
                 p = base + off
                 m = n - off
                 if m < 40 or (off and (arena[base + 1] or arena[base] & 1)):
-                    self._tun_slow(iid, flows, base, n, pending)
+                    self._tun_slow(iid, flows, base, n, pending, ar)
                     continue
                 b0 = arena[p]
                 if b0 == 0x45:
                     key = key4(arena, p)
                     if key[1] not in (6, 17) or key[0] & 0x3FFF:
-                        self._tun_slow(iid, flows, base, n, pending)
+                        self._tun_slow(iid, flows, base, n, pending, ar)
                         continue
                 elif b0 >> 4 == 6:
                     key = key6(arena, p)
                     if key[0] not in (6, 17):
-                        self._tun_slow(iid, flows, base, n, pending)
+                        self._tun_slow(iid, flows, base, n, pending, ar)
                         continue
                 else:
-                    self._tun_slow(iid, flows, base, n, pending)
+                    self._tun_slow(iid, flows, base, n, pending, ar)
                     continue
                 f = flows_get(key)
                 if f is None:
-                    f = self._new_flow(iid, flows, key, p, m)
+                    f = self._new_flow(iid, flows, key, mv[p : p + m], m, 0)
                     if f is None:
                         continue
                 ln = m + 8
@@ -172,9 +193,9 @@ class ItrPath:
         else:
             self._drop(reason)
 
-    def _tun_slow(self, iid: int, flows: dict[Any, Flow], base: int, n: int, pending: list[Flow]) -> None:
+    def _tun_slow(self, iid: int, flows: dict[Any, Flow], base: int, n: int, pending: list[Flow], ar: Arena) -> None:
         """Everything off the common path: offload work, fragments, other protocols, short packets."""
-        arena = self._arena
+        arena = ar.buf
         off = VNET_HDR_LEN if self.offload else 0
         p = base + off
         m = n - off
@@ -211,14 +232,17 @@ class ItrPath:
         else:
             self._drop("not-ip")
             return
+        mv = ar.mv
+        tso = gso_size and m > gso_size + 40 and arena[p + (9 if b0 >> 4 == 4 else 6)] == 6
         f = flows.get(key) if cacheable else None
         if f is None:
-            f = self._new_flow(iid, flows if cacheable else None, key, p, m)
+            f = self._new_flow(iid, flows if cacheable else None, key, mv[p : p + m], m, gso_size if tso else 0)
             if f is None:
                 return
-        mv = self._arena_mv
-        if gso_size and m > gso_size + 40 and arena[p + (9 if b0 >> 4 == 4 else 6)] == 6:
+        if tso:
             self._gso_rx[0] += 1
+            if f.tnl is not None and self._tnl_send(f, arena, mv, base, p, m, gso_size):
+                return
             hdr = f.header
             for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
                 ln = len(seg_hdr) + len(payload)
@@ -226,11 +250,41 @@ class ItrPath:
         else:
             self._flow_add(f, [f.header, mv[p : p + m]], m + 8, pending)
 
-    def _new_flow(self, iid: int, flows: dict[Any, Flow] | None, key: Any, p: int, m: int) -> Flow | None:
+    def _new_flow(self, iid: int, flows: dict[Any, Flow] | None, key: Any, pkt: memoryview, m: int,
+                  gso_size: int) -> Flow | None:
         """Resolve a new flow: map-cache lookup, RLOC choice, socket.  Handles the packet
         itself (punt, native, drop) and returns None when it is not encapsulated."""
-        pkt = self._arena_mv[p : p + m]
-        return self._resolve(iid, flows, key, pkt, m)
+        return self._resolve(iid, flows, key, pkt, m, gso_size)
+
+    def _tnl_send(self, f: Flow, arena: bytearray, mv: memoryview, base: int, p: int, m: int, gso_size: int) -> bool:
+        """Write a TCP super-packet to the offload TAP behind the flow's outer headers.
+        False (nothing sent) when a segment would not fit the RLOC's route MTU."""
+        tnl = f.tnl
+        tap = self._tap_fd
+        assert tnl is not None
+        b0 = arena[p]
+        ihl = (b0 & 0x0F) << 2 if b0 >> 4 == 4 else 40
+        hl = ihl + ((arena[p + ihl + 12] >> 4) << 2)
+        if tap is None or not tnl.fits(hl, gso_size):
+            return False
+        if f.count:  # earlier packets of the flow leave first
+            self._flush(f)
+        # gso_type: TCPV4/TCPV6, with the ECN flag when the sender's first segment has CWR
+        buf = tnl.prepare(m, arena[base + 1], gso_size, arena[base + 6] | arena[base + 7] << 8,
+                          arena[base + 8] | arena[base + 9] << 8, hl)
+        try:
+            os.writev(tap, (buf, mv[p : p + m]))
+        except OSError:
+            # the kernel refused the tunnel header: cut super-packets here from now on
+            self._drop("tnl-write-error")
+            f.tnl = None
+            return False
+        segs = -(-(m - hl) // gso_size)
+        ctr = f.ctr
+        ctr[0] += segs
+        ctr[1] += m + (segs - 1) * hl
+        self._tnl_tx[0] += 1
+        return True
 
 
 
