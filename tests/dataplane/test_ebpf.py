@@ -536,3 +536,22 @@ def test_too_big_message_layout() -> None:
     msg6 = too_big_message(ip6, 1444)
     assert msg6 is not None and msg6[0] == 6 and str(msg6[1]) == "fd01::2"
     assert msg6[2][0] == 2 and int.from_bytes(msg6[2][4:8], "big") == 1444 and len(msg6[2]) == 1280 - 40
+
+
+@netns
+@needs
+def test_route_changes_seen_within_the_route_cache_lifetime(pair: Pair, topo: Topo) -> None:
+    """The per-CPU route cache (10 ms) never hides an underlay route change for longer."""
+    pair.both_ways()
+    assert topo.ping("h1", "10.2.0.2", count=2)
+    send = "import socket; s = socket.socket(2, 2); [s.sendto(b'x', ('10.2.0.2', 9)) for _ in range(5)]"
+    topo.ip("x1", "route", "del", "default")
+    try:
+        time.sleep(0.05)
+        before = pair.x1.stats()["drop_fib"]
+        topo.ns("h1", sys.executable, "-c", send)
+        assert pair.x1.stats()["drop_fib"] >= before + 5
+    finally:
+        topo.ip("x1", "route", "add", "default", "via", "192.168.1.254")
+    time.sleep(0.05)
+    assert topo.ping("h1", "10.2.0.2", count=2)

@@ -456,6 +456,77 @@ static __always_inline int forward(struct __sk_buff *skb, struct bpf_fib_lookup 
 	return drop(C_DROP_FIB);
 }
 
+/* Per CPU, the last successful route lookup of each kind (0: outer RLOC at encapsulation,
+ * 1: inner destination at decapsulation), reused for ROUTE_CACHE_NS: a flow costs one
+ * FIB and neighbour lookup per CPU every 10 ms instead of one per packet.  Route and
+ * neighbour changes are seen within that time. */
+#define ROUTE_CACHE_NS (10ULL * 1000 * 1000)
+
+struct route_cache {
+	__u64 stamp;
+	__u32 table;
+	__u32 ifindex;
+	__u32 mtu;
+	__u8 family;
+	__u8 tos;
+	__u8 valid;
+	__u8 pad;
+	__u32 dst[4];
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct route_cache);
+} route_cache SEC(".maps");
+
+/* bpf_fib_lookup (direct, in ``table``) through the cache; ``dst`` is 4 or 16 bytes,
+ * 4-byte aligned.  On a hit p's ifindex, MACs and mtu_result are filled as by a
+ * successful lookup. */
+static __always_inline int cached_fib_lookup(struct __sk_buff *skb, struct bpf_fib_lookup *p, __u32 slot,
+					     __u8 family, const __u32 *dst, __u32 table, __u8 tos)
+{
+	struct route_cache *c = bpf_map_lookup_elem(&route_cache, &slot);
+	__u64 now = bpf_ktime_get_ns();
+	int rc;
+
+	if (c && c->valid && c->family == family && c->table == table && c->tos == tos &&
+	    now - c->stamp < ROUTE_CACHE_NS && c->dst[0] == dst[0] &&
+	    (family == 4 || (c->dst[1] == dst[1] && c->dst[2] == dst[2] && c->dst[3] == dst[3]))) {
+		p->ifindex = c->ifindex;
+		__builtin_memcpy(p->dmac, c->dmac, 6);
+		__builtin_memcpy(p->smac, c->smac, 6);
+		p->mtu_result = c->mtu;
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	rc = bpf_fib_lookup(skb, p, sizeof(*p), FIB_DIRECT | FIB_TBID);
+	if (!c)
+		return rc;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && p->mtu_result) {
+		c->stamp = now;
+		c->table = table;
+		c->ifindex = p->ifindex;
+		c->mtu = p->mtu_result;
+		c->family = family;
+		c->tos = tos;
+		c->dst[0] = dst[0];
+		if (family == 6) {
+			c->dst[1] = dst[1];
+			c->dst[2] = dst[2];
+			c->dst[3] = dst[3];
+		}
+		__builtin_memcpy(c->dmac, p->dmac, 6);
+		__builtin_memcpy(c->smac, p->smac, 6);
+		c->valid = 1;
+	} else {
+		c->valid = 0;
+	}
+	return rc;
+}
+
 /* Copy the inner packet (up to MISS_COPY bytes) into a ring-buffer event for the daemon. */
 static __always_inline int punt(struct __sk_buff *skb, __u32 iid, __u8 family, __u8 *src, __u8 *dst,
 				__u8 kind, __u32 mtu)
@@ -691,8 +762,10 @@ int lisp_encap(struct __sk_buff *skb)
 		__builtin_memcpy(p.ipv6_src, cfg->src6, 16);
 		__builtin_memcpy(p.ipv6_dst, r->addr, 16);
 	}
-	fib_set_table(&p, table_or_main(cfg->underlay_table));
-	int rc = bpf_fib_lookup(skb, &p, sizeof(p), FIB_DIRECT | FIB_TBID);
+	__u32 utable = table_or_main(cfg->underlay_table);
+
+	fib_set_table(&p, utable);
+	int rc = cached_fib_lookup(skb, &p, 0, ofam, (const __u32 *)r->addr, utable, ofam == 4 ? tos : 0);
 	__u32 inner_len = skb->len - ETH_HLEN;
 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
@@ -703,14 +776,14 @@ int lisp_encap(struct __sk_buff *skb)
 	 * packet is cut into segments of gso_size plus the inner headers, each of which
 	 * grows by the outer header.  Too big: punted, the daemon sends it through a socket
 	 * (outer fragmentation) or answers ICMP Too Big with the MTU left for the inner. */
-	__u32 mtu = 0;
-	int mrc = bpf_check_mtu(skb, p.ifindex, &mtu, room_for(ofam), 0);
+	__u32 mtu = rc == BPF_FIB_LKUP_RET_SUCCESS ? p.mtu_result : 0;
 	int too_big = rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
 
-	if (skb->gso_size)
-		too_big |= mtu && skb->gso_size + inner_headers(skb, family) + room_for(ofam) > mtu;
-	else
-		too_big |= mrc == BPF_MTU_CHK_RET_FRAG_NEEDED;
+	if (!mtu)	/* no neighbour yet, or too big already: ask the device */
+		bpf_check_mtu(skb, p.ifindex, &mtu, 0, 0);
+	if (mtu)
+		too_big |= (skb->gso_size ? skb->gso_size + inner_headers(skb, family) : inner_len) +
+				   room_for(ofam) > mtu;
 	if (too_big) {
 		__u32 left = mtu > room_for(ofam) ? mtu - room_for(ofam) : 0;
 
@@ -1000,7 +1073,8 @@ int lisp_decap(struct __sk_buff *skb)
 		__builtin_memcpy(p.ipv6_dst, &ip6->daddr, 16);
 	}
 	fib_set_table(&p, table);
-	int rc = bpf_fib_lookup(skb, &p, sizeof(p), FIB_DIRECT | FIB_TBID);
+	int rc = cached_fib_lookup(skb, &p, 1, ifam, ifam == 4 ? &p.ipv4_dst : p.ipv6_dst, table,
+				   ifam == 4 ? p.tos : 0);
 
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
 		count_add(C_LOCAL, 1);
