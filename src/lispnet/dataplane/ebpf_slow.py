@@ -46,6 +46,7 @@ ICMP_MIN_INTERVAL = 0.1
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DONT = 0
+UDP_NO_CHECK6_RX = 102
 
 
 def checksum(data: bytes) -> int:
@@ -165,6 +166,8 @@ class SlowPath:
             try:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    # peers may send a zero UDP checksum over IPv6 (RFC 6935/6936)
+                    sock.setsockopt(socket.IPPROTO_UDP, UDP_NO_CHECK6_RX, 1)
                 sock.bind((str(addr), DATA_PORT))
             except OSError as exc:
                 sock.close()
