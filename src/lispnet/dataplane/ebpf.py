@@ -27,6 +27,15 @@ interfaces (ETR).  This module loads the pre-built object with libbpf (ctypes, s
   whole; UDP GRO builds them on receive) cannot be decapsulated in one go: the program
   redirects them through a veth pair of ours that segments them (:mod:`.ebpf_gso`),
   then decapsulates each datagram on the pair's far end (``decap.gso-batches``).
+* too big (RFC 9300 7.1, stateless): a packet that does not fit the egress once
+  encapsulated is punted through the same ring buffer; :mod:`.ebpf_slow` sends it
+  through a UDP socket (the kernel fragments the outer packet, DF clear) and tells a
+  PMTUD sender (IPv4 DF, IPv6) the MTU left with ICMP; outer fragments arriving here are
+  reassembled by the kernel for UDP 4341 sockets on the local RLOCs and decapsulated in
+  user space.
+* route lookups (outer RLOC, decapsulated inner destination) go through a per-CPU
+  one-entry cache valid for 10 ms; per-RLOC counters through a per-CPU recent-RLOC
+  entry flushed to the ``rloc_stats`` hash when the RLOC changes.
 * ``stats`` sums the per-CPU counters (also under the TUN backend's names:
   ``encap.packets``, ``encap.packets.<rloc>``, ``drop.<reason>`` ...); ``stop`` detaches
   the filters, removes the clsact qdiscs, the segmenting veth pair and the routing
