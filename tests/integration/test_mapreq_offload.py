@@ -8,7 +8,8 @@ daemon (which teaches the kernel), the next ones from the kernel, byte-identical
 the nonce; a request of a shape the program leaves alone is still answered by the daemon
 with the same bytes; the kernel's answers show in ``/stats`` and ``/metrics``; an API
 write invalidates a cached negative answer; the per-source rate limit holds in the
-kernel; stopping the daemon removes the tc filter, the clsact qdisc and the program.
+kernel; stopping the daemon removes the tc filter, the clsact qdisc and the program; a
+killed daemon's program stops answering once its heartbeat lapses.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from lispnet.core.map_server import MapServer, MapServerConfig
 from lispnet.dataplane import bpf_build, libbpf
+from lispnet.shell import mapreq_offload
 from lispnet.wire.control import (
     Ecm,
     MapNotify,
@@ -130,8 +133,8 @@ class Daemon:
         return int(self.proc.returncode)
 
 
-def _start(tmp: Path, rate: int) -> Iterator[Daemon]:
-    ns = f"lnmo-t{os.getpid()}-{rate}"
+def _start(tmp: Path, rate: int, tag: str = "") -> Iterator[Daemon]:
+    ns = f"lnmo-t{os.getpid()}-{rate}{tag}"
     subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
     subprocess.run(["ip", "netns", "add", ns], check=True)
     proc = None
@@ -307,3 +310,30 @@ def test_rate_limit_and_clean_stop(tmp_path: Path) -> None:
         assert gone.returncode != 0, gone.stdout
     finally:
         gen.close()
+
+
+def test_killed_daemon_program_goes_quiet(tmp_path: Path) -> None:
+    gen = _start(tmp_path, 0, "k")
+    d = next(gen)
+    try:
+        c = Client(d)
+        c.ask(request("11.1.1.1", 1, c.port))  # the daemon answers and teaches the kernel
+        d.proc.kill()  # no chance to detach
+        d.proc.wait()
+        reply, _ = c.ask(request("11.1.1.1", 2, c.port))  # the kernel, on its own
+        assert int.from_bytes(reply[4:12], "big") == 2
+        assert "mapreq_answer" in d.sh("tc", "filter", "show", "dev", "lo", "ingress").stdout
+        time.sleep(mapreq_offload.HEARTBEAT_S + 0.5)
+        c.sock.settimeout(0.5)
+        with pytest.raises(OSError):  # nobody answers (timeout, or port unreachable)
+            c.ask(request("11.1.1.1", 3, c.port))
+        c.close()
+    finally:
+        gen.close()
+
+
+def test_falls_back_without_an_ipv4_control_address(caplog: pytest.LogCaptureFixture) -> None:
+    ms = MapServer([], MapServerConfig())
+    with caplog.at_level("WARNING", logger="lispnet.mapping.offload"):
+        assert mapreq_offload.start_offload(ms, ms, None, (ip_address("::1"),), PORT) is None
+    assert "needs an IPv4" in caplog.text and "answered by the daemon" in caplog.text

@@ -17,7 +17,10 @@ socket, no context switch, no Python.  Everything else reaches the daemon unchan
 * ``poll_sends`` (the daemon calls it after every receive batch and every API write)
   drains the Map-Server's change journal and deletes the kernel entries a change may
   have made wrong, and rewrites the program's configuration when the options change;
-* once a second (``on_timer``) and on every stats read, the program's per-CPU counters
+* once a second (``on_timer``) the program's heartbeat is renewed: if the daemon dies
+  without detaching it (SIGKILL), the program stops answering after
+  :data:`HEARTBEAT_S` seconds;
+* once a second and on every stats read, the program's per-CPU counters
   are added to the engines' counters (``messages-in``, ``requests``,
   ``messages-out``), so ``/metrics`` and ``lispnet show stats`` count kernel answers.
 
@@ -41,6 +44,7 @@ import math
 import socket
 import struct
 import subprocess
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..core.replica import journal_hub
@@ -66,7 +70,9 @@ COUNTER_NAMES = (
     "ecm-answered", "plain-answered", "proxy-reply", "negative-unregistered", "negative-non-eid",
     "ecm-rate-limited", "plain-rate-limited", "passed-to-daemon", "rewrite-errors",
 )
-_CFG = struct.Struct("=4s2sBxQQ")
+_CFG = struct.Struct("=4s2sBxQQQ")
+HEARTBEAT_S = 3.0
+"""The program answers only while the daemon's last heartbeat is younger than this."""
 
 
 class OffloadUnavailable(RuntimeError):
@@ -176,10 +182,18 @@ class MapRequestOffload:
         if not self._learned_port or self.obj is None:
             return
         rate, burst, plain = self._limits()
-        cfg = _CFG.pack(self.address.packed, self._learned_port.to_bytes(2, "big"), plain, rate, burst)
+        cfg = _CFG.pack(self.address.packed, self._learned_port.to_bytes(2, "big"), plain, rate, burst, 0)
         if cfg != self._cfg_written:
-            self.cfg_map.update(struct.pack("=I", 0), cfg)
             self._cfg_written = cfg
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Rewrite the configuration with a fresh ``alive_until_ns`` (CLOCK_MONOTONIC, the
+        clock of bpf_ktime_get_ns)."""
+        if self._cfg_written is None or self.obj is None:
+            return
+        alive = time.monotonic_ns() + int(HEARTBEAT_S * 1e9)
+        self.cfg_map.update(struct.pack("=I", 0), self._cfg_written[:-8] + struct.pack("=Q", alive))
 
     def _limits(self) -> tuple[int, int, int]:
         """(rate, burst, accept plain requests) of the limiter the requests meet first."""
@@ -206,6 +220,7 @@ class MapRequestOffload:
         return self._next_counters
 
     def on_timer(self, now: float) -> None:
+        self._heartbeat()
         self.sync_counters()
         self._next_counters = now + COUNTER_INTERVAL_S
 

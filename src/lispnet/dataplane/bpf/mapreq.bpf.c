@@ -29,6 +29,10 @@
  * and a lo packet to 127.0.0.0/8 would then be dropped as a martian unless
  * route_localnet is set; the egress path keeps the loopback route, as any lo packet.)
  *
+ * Heartbeat: the daemon renews cfg.alive_until_ns every second; once it lapses (the
+ * daemon was killed and could not detach us, or its loop is stuck) the program answers
+ * nothing, so no reply outlives the daemon's knowledge by more than a few seconds.
+ *
  * Per-source rate limit: when cfg.rate > 0, every request this program parses as
  * ours costs one token from a token bucket per outer source address (LRU hash), the
  * same rate and burst as the daemon's limiter; an empty bucket drops the request and
@@ -72,6 +76,7 @@ struct cfg {
 	__u8 pad;
 	__u64 rate;	/* tokens per second; 0 = no limit */
 	__u64 burst;	/* bucket size in tokens */
+	__u64 alive_until_ns; /* CLOCK_MONOTONIC: the daemon's heartbeat; later = answer nothing */
 };
 
 struct tkey {
@@ -208,7 +213,7 @@ int mapreq_answer(struct __sk_buff *skb)
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	c = bpf_map_lookup_elem(&mreq_cfg, &zero);
-	if (!c || !c->addr)
+	if (!c || !c->addr || bpf_ktime_get_ns() > c->alive_until_ns)
 		return TC_ACT_OK;
 	if (data + PAY + 4 > data_end) {
 		if (skb->len < PAY + 4 || bpf_skb_pull_data(skb, skb->len > PAY + 4 + 64 ? PAY + 4 + 64 : skb->len))
