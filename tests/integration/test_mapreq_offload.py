@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -271,6 +272,46 @@ def test_kernel_answers_are_the_daemons(daemon: Daemon) -> None:
         assert isinstance(rep, MapReply) and rep.records[0].locators, rep
         assert str(rep.records[0].locators[0].address) == "203.0.113.9"
     finally:
+        c.close()
+
+
+def _udp_packet(sport: int, payload: bytes, check: int | None) -> bytes:
+    """IPv4 + UDP from LO:sport to the control port; ``check`` None = the right checksum."""
+    src = dst = socket.inet_aton(LO)
+    length = 8 + len(payload)
+    if check is None:
+        data = src + dst + struct.pack("!BBH", 0, 17, length) + struct.pack("!HHHH", sport, PORT, length, 0) + payload
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        check = (~total & 0xFFFF) or 0xFFFF
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0x4000, 64, 17, 0, src, dst)
+    return ip + struct.pack("!HHHH", sport, PORT, length, check) + payload
+
+
+def test_request_udp_checksum(daemon: Daemon) -> None:
+    """Full software checksums (raw socket, no offload by the device): a right one or
+    none is answered by the kernel, a wrong one goes to the stack, which drops it."""
+    c = Client(daemon)
+    raw = daemon.inside(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
+    try:
+        c.ask(request("11.1.1.1", 1, c.port))  # the daemon answers and teaches the kernel
+        before = daemon.offload()["kernel"]
+        for nonce, check in ((11, None), (12, 0)):
+            raw.sendto(_udp_packet(c.port, request("11.1.1.1", nonce, c.port), check), (LO, 0))
+            reply, _ = c.sock.recvfrom(4096)
+            assert int.from_bytes(reply[4:12], "big") == nonce
+        good = _udp_packet(c.port, request("11.1.1.1", 13, c.port), None)
+        bad_check = struct.unpack_from("!H", good, 26)[0] ^ 0x0101
+        raw.sendto(good[:26] + struct.pack("!H", bad_check) + good[28:], (LO, 0))
+        c.sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            c.sock.recvfrom(4096)
+        after = daemon.offload()["kernel"]
+        assert after["negative-non-eid"] == before["negative-non-eid"] + 2
+        assert after["passed-to-daemon"] == before["passed-to-daemon"] + 1
+    finally:
+        raw.close()
         c.close()
 
 

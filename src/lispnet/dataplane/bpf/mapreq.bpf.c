@@ -33,6 +33,10 @@
  * daemon was killed and could not detach us, or its loop is stuck) the program answers
  * nothing, so no reply outlives the daemon's knowledge by more than a few seconds.
  *
+ * The request's UDP checksum is checked as the UDP layer would (none, valid, or the
+ * pseudo-header seed of a locally sent CHECKSUM_PARTIAL packet); a bad one goes to the
+ * stack, which drops it.
+ *
  * Per-source rate limit: when cfg.rate > 0, every request this program parses as
  * ours costs one token from a token bucket per outer source address (LRU hash), the
  * same rate and burst as the daemon's limiter; an empty bucket drops the request and
@@ -187,6 +191,57 @@ static __always_inline __u32 words32(__u32 be)
 	return (h >> 16) + (h & 0xffff);
 }
 
+struct pseudo4 {
+	__u32 saddr;
+	__u32 daddr;
+	__u8 zero;
+	__u8 proto;
+	__u16 len;
+};
+
+static __always_inline __u16 fold16(__s64 c)
+{
+	__u64 s = (__u32)c;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/*
+ * The request's UDP checksum, as the UDP layer would accept it: none (0, legal over
+ * IPv4), a valid full checksum, or the pseudo-header seed of a locally sent packet whose
+ * checksum was left to the device (CHECKSUM_PARTIAL: loopback, veth), which never
+ * crossed a wire.  `len` is the UDP length; only the lengths of the shapes we take are
+ * summed (constant sizes for the verifier).
+ */
+static __always_inline int udp_csum_ok(struct udphdr *udp, void *data_end, __u32 saddr, __u32 daddr, __u32 len)
+{
+	struct pseudo4 ph = { .saddr = saddr, .daddr = daddr, .proto = IPPROTO_UDP, .len = bpf_htons(len) };
+	__s64 p, s;
+
+	if (!udp->check)
+		return 1;
+	p = bpf_csum_diff(0, 0, (__be32 *)&ph, sizeof(ph), 0);
+	if (p < 0)
+		return 0;
+	if (udp->check == fold16(p))
+		return 1;
+	switch (len) {
+#define SUM_CASE(n)                                                        \
+	case n:                                                            \
+		if ((void *)udp + n > data_end)                            \
+			return 0;                                          \
+		s = bpf_csum_diff(0, 0, (__be32 *)udp, n, (__u32)p);       \
+		break;
+	SUM_CASE(36) SUM_CASE(48) SUM_CASE(60) SUM_CASE(68) SUM_CASE(80) SUM_CASE(92)
+#undef SUM_CASE
+	default:
+		return 0;
+	}
+	return s >= 0 && fold16(s) == 0xffff;
+}
+
 #define ETH_LEN 14
 #define IP_LEN 20
 #define UDP_LEN 8
@@ -283,6 +338,8 @@ int mapreq_answer(struct __sk_buff *skb)
 		goto pass;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
+	if (data + PAY > data_end || !udp_csum_ok(data + L4, data_end, saddr, daddr, pay_len + UDP_LEN))
+		goto pass;
 	if (mreq_off > PAY + 32)
 		goto pass;
 	m = data + mreq_off;
