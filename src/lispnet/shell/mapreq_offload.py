@@ -166,9 +166,9 @@ class MapRequestOffload:
             if ins is not None:
                 try:
                     self.replies.update(*ins)
-                except OSError as e:
+                except OSError as e:  # e.g. the trie is full: forget the entry
                     self.insert_errors += 1
-                    self.table.changed([_prefix_of(ins[0])])
+                    self._on_journal([_prefix_of(ins[0])])
                     log.debug("offload insert failed: %s", e)
         return out
 
@@ -225,10 +225,17 @@ class MapRequestOffload:
         self._next_counters = now + COUNTER_INTERVAL_S
 
     def _on_journal(self, prefixes: list[EidPrefix]) -> None:
+        """Delete the kernel entries a change of ``prefixes`` (or of the sites, options or
+        prefix set, noticed by version) may have made wrong."""
         if self.obj is None:
             return
         for key in self.table.changed(prefixes):
-            self.replies.delete(key)
+            try:
+                self.replies.delete(key)
+            except OSError as e:  # never leave a stale answer behind silently
+                log.error("map-request offload: cannot delete a kernel entry (%s); detaching", e)
+                self.close()
+                return
 
     # --- counters --------------------------------------------------------------------
     def read_counters(self) -> list[int]:

@@ -20,7 +20,8 @@ RequestReplica`:
 
 The main process pushes replica updates over the same pair after each receive batch:
 the prefixes its ``RegistrationTable.journal`` collected (install, refresh with new
-content, withdraw, expiry, site change) and the sites and options when they change.
+content, withdraw, expiry, site change; drained through ``core.replica.JournalHub``,
+which the kernel Map-Request offload shares) and the sites and options when they change.
 Messages are pickles behind a one-byte tag; the pair is local to the two processes.
 
 Workers die with the daemon: ``PR_SET_PDEATHSIG`` (SIGKILL) covers a killed main
