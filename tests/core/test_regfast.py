@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import gc
-import math
 import random
 import tracemalloc
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -224,7 +223,7 @@ def _run(ms: MapServer, data: bytes, src: Endpoint, now: float) -> tuple[list[tu
     return [(s.data, s.dst) for s in ms.poll_sends(now)], ms.poll_events()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(map_register(), st.integers(0, 3), st.floats(0, 200)), min_size=1, max_size=25),
        st.booleans(), st.booleans())
 def test_fast_path_equals_general_path(
@@ -346,7 +345,7 @@ def test_bytes_per_registered_eid() -> None:
     """Python heap per registered EID (tracemalloc; the bench measures RSS at 1 M)."""
     ms = MapServer(sites(), MapServerConfig(max_registrations=100_000))
     etr = ep("203.0.113.1", 40000)
-    n = 20_000
+    n = 4_000
     data = []
     for i in range(n):
         rec = EidRecord.for_prefix(EidPrefix(0, IPv4Address(0x0A000000 + i), 32),
@@ -367,8 +366,8 @@ def test_bytes_per_registered_eid() -> None:
     per_eid = (tracemalloc.get_traced_memory()[0] - before) / n
     tracemalloc.stop()
     assert len(ms.registrations) == n
-    assert per_eid < 800, per_eid
-    assert not math.isnan(per_eid)
+    print(f"{per_eid:.0f} B per EID")
+    assert 100 < per_eid < 800, per_eid
 
 
 def test_expiry_buckets_refile_without_duplicates() -> None:
