@@ -23,7 +23,7 @@ installed registration keeps the signature it was registered with (one shared ob
 per distinct signature, see :class:`Interner`), so an identical refresh is recognised by
 one bytes comparison.  For a one-record Map-Register the signature is simply
 ``data[0:3] + data[12:16] + data[record:eid] + data[eid_end:]``, which
-:func:`quick_register` computes without walking the locators: when it equals a
+:func:`quick_sig` computes without walking the locators: when it equals a
 signature taken from a message the full parse accepted, the message has the same
 structure, only another nonce and authentication data.
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -64,6 +65,9 @@ _WIDTH = {_AFI_IPV4: 32, _AFI_IPV6: 128}
 
 _AUTH_LENGTHS: dict[int, tuple[int, int]] = {AuthAlg.HMAC_SHA_1_96: (12, 20), AuthAlg.HMAC_SHA_256_128: (16, 32)}
 """Auth Data Length range the decoder accepts per algorithm we can verify."""
+
+_REC_HEAD = struct.Struct(">IBBHHH")
+"""Record TTL, locator count, EID mask-len, ACT/A/reserved, reserved/map-version, EID AFI."""
 
 ACTIONS = tuple(Action(a) for a in range(8))
 """``Action`` of each 3-bit ACT value (what the decoder builds)."""
@@ -116,14 +120,12 @@ def parse_register(data: bytes) -> ParsedRegister | None:
     pos = 16 + auth_len
     if count == 0 or pos > n:
         return None
-    spans: list[tuple[int, int, int, int, int, int, int]] = []
+    spans: list[tuple[int, int, int, int, int, int, int, int, int, int, int, int]] = []
     for _ in range(count):
         rs = pos
         if rs + 12 > n:
             return None
-        loc_count = data[rs + 4]
-        mask_len = data[rs + 5]
-        afi = (data[rs + 10] << 8) | data[rs + 11]
+        ttl, loc_count, mask_len, half, ver, afi = _REC_HEAD.unpack_from(data, rs)
         pos = rs + 12
         iid = 0
         if afi == _AFI_LCAF:
@@ -162,7 +164,7 @@ def parse_register(data: bytes) -> ParsedRegister | None:
                 return None
         if pos > n:
             return None
-        spans.append((rs, eid_at, alen, loc_at, pos, iid, afi))
+        spans.append((rs, eid_at, alen, loc_at, pos, iid, afi, ttl, loc_count, mask_len, half, ver))
     xtr_id = site_id = None
     trailer = b""
     if data[0] & _I_BYTE0:
@@ -177,19 +179,19 @@ def parse_register(data: bytes) -> ParsedRegister | None:
         return None
     head = data[0:3] + data[12:16]
     records = []
-    for rs, eid_at, alen, loc_at, end, iid, afi in spans:
+    for rs, eid_at, alen, loc_at, end, iid, afi, ttl, loc_count, mask_len, half, ver in spans:
         locs = data[loc_at:end]
         records.append(
             RecordView(
                 iid,
                 afi,
                 int.from_bytes(data[eid_at : eid_at + alen], "big"),
-                data[rs + 5],
-                int.from_bytes(data[rs : rs + 4], "big"),
-                data[rs + 6] >> 5,
-                ((data[rs + 8] << 8) | data[rs + 9]) & 0x0FFF,
+                mask_len,
+                ttl,
+                half >> 13,
+                ver & 0x0FFF,
                 locs,
-                data[rs + 4],
+                loc_count,
                 head + data[rs:eid_at] + locs + trailer,
             )
         )
@@ -207,10 +209,9 @@ class QuickRegister(NamedTuple):
     sig: bytes
 
 
-def quick_register(data: bytes) -> QuickRegister | None:
-    """The EID and signature of a one-record Map-Register with a bare IPv4/IPv6 EID,
-    read at fixed offsets; None for any other shape.  Only meaningful when the
-    signature matches one :func:`parse_register` produced."""
+def quick_eid(data: bytes) -> tuple[int, int, int, int, int] | None:
+    """(AFI, EID as int, mask-len, record offset, EID end) of a one-record Map-Register
+    with a bare IPv4/IPv6 EID, read at fixed offsets; None for any other shape."""
     n = len(data)
     if n < 16 or data[3] != 1 or data[0] >> 4 != _TYPE_REGISTER:
         return None
@@ -220,12 +221,25 @@ def quick_register(data: bytes) -> QuickRegister | None:
     afi = data[rs + 11]
     if data[rs + 10] or afi not in (_AFI_IPV4, _AFI_IPV6):
         return None
-    eid_at = rs + 12
-    end = eid_at + (4 if afi == _AFI_IPV4 else 16)
+    end = rs + (16 if afi == _AFI_IPV4 else 28)
     if end > n:
         return None
-    sig = data[0:3] + data[12:16] + data[rs:eid_at] + data[end:]
-    return QuickRegister(afi, int.from_bytes(data[eid_at:end], "big"), data[rs + 5], rs, sig)
+    return afi, int.from_bytes(data[rs + 12 : end], "big"), data[rs + 5], rs, end
+
+
+def quick_sig(data: bytes, rs: int, end: int) -> bytes:
+    """The signature of the one record of a :func:`quick_eid` Map-Register."""
+    return data[0:3] + data[12:16] + data[rs : rs + 12] + data[end:]
+
+
+def quick_register(data: bytes) -> QuickRegister | None:
+    """:func:`quick_eid` and :func:`quick_sig` in one (nothing validated beyond the
+    offsets: only meaningful when the signature matches one :func:`parse_register` made)."""
+    q = quick_eid(data)
+    if q is None:
+        return None
+    afi, addr, mask_len, rs, end = q
+    return QuickRegister(afi, addr, mask_len, rs, quick_sig(data, rs, end))
 
 
 # --- shared objects -------------------------------------------------------------------------
@@ -338,6 +352,8 @@ __all__ = [
     "hmac_digest",
     "notify_from",
     "parse_register",
+    "quick_eid",
     "quick_register",
+    "quick_sig",
     "verify",
 ]

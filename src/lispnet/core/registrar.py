@@ -44,7 +44,8 @@ from .regfast import (
     ParsedRegister,
     notify_from,
     parse_register,
-    quick_register,
+    quick_eid,
+    quick_sig,
     verify,
 )
 
@@ -89,6 +90,7 @@ class Registrar:
     _sigs: Interner
     _locs: LocatorCache
     _intern: Callable[[Any, Any], Any]
+    _interned: dict[Any, Any]
     _emit: Callable[[Event], None]
     _send: Callable[[bytes, Endpoint, str], None]
     _reject: Callable[..., None]
@@ -123,33 +125,37 @@ class Registrar:
     # ------------------------------------------------------------------ 1. identical refresh
     def _refresh_quick(self, data: bytes, src: Endpoint, now: float) -> bytes | bool | None:
         """The identical refresh of a one-record Map-Register with a bare IPv4/IPv6 EID by
-        a prefix's only registrant, read at fixed offsets (``regfast.quick_register``).
+        a prefix's only registrant, read at fixed offsets (``regfast.quick_eid``).
         False = not that case; None = that case but the HMAC is wrong; True = done, no
         Map-Notify; bytes = the Map-Notify."""
         if self._sites_overlap:
             return False
-        q = quick_register(data)
+        q = quick_eid(data)
         if q is None:
             return False
-        fam = self.registrations.table.bit_family(0, q.afi)
+        afi, value, mask_len, rs, end = q
+        fam = self.registrations.table.bit_family(0, afi)
         if fam is None:
             return False
-        d = fam.by_len.get(q.mask_len)
+        d = fam.by_len.get(mask_len)
         if d is None:
             return False
-        entry = d.get(q.addr >> (fam.bits - q.mask_len))
+        entry = d.get(value >> (fam.bits - mask_len))
         if entry is None:
             return False
         reg = entry.only()
-        if reg is None or (reg.sig is not q.sig and reg.sig != q.sig):
+        if reg is None:
+            return False
+        sig = reg.sig
+        if sig is None or sig != quick_sig(data, rs, end):
             return False
         etr = reg.etr
         addr = src.address
         if etr is None or (reg.xtr_id is None and etr[0] is not addr and etr[0] != addr):
             return False
-        if int(reg.prefix.address) != q.addr:  # type: ignore[arg-type]
+        if int(reg.prefix.address) != value:  # type: ignore[arg-type]
             return False  # host bits differ: the general path replaces the prefix
-        return self._bump([reg], reg.site, data, q.auth_end, reg.xtr_id, src, now)
+        return self._bump([reg], reg.site, data, rs, reg.xtr_id, src, now)
 
     def _refresh_fast(self, p: ParsedRegister, data: bytes, src: Endpoint, now: float) -> bytes | bool | None:
         """Refresh registrations that are re-registered unchanged (any number of records,
@@ -173,8 +179,7 @@ class Registrar:
                 return False
             reg = entry.only()
             if reg is None or reg.xtr_id != xtr_id:
-                rkey = xtr_id if xtr_id is not None else self._intern(("rk", addr), registrant_key(None, (addr, 0)))
-                reg = entry.registrant(rkey)
+                reg = entry.registrant(xtr_id if xtr_id is not None else self._rloc_key(addr))
                 if reg is None:
                     return False
             etr = reg.etr
@@ -264,12 +269,37 @@ class Registrar:
         )
 
     # ------------------------------------------------------------------ the rules
+    def _rloc_key(self, addr: Any) -> str:
+        """The registrant key of a Map-Register without xTR-ID from ``addr`` (shared text)."""
+        k: str | None = self._interned.get(("rk", addr))
+        if k is None:
+            k = self._intern(("rk", addr), registrant_key(None, (addr, 0)))
+            assert k is not None
+        return k
+
+    def _configured_covering(self, p: EidPrefix) -> list[list[tuple[SitePolicy, AllowedPrefix]]]:
+        """``configured.covering(p)`` values, most specific first, without building prefixes."""
+        a = p.address
+        fam = self.configured.bit_family(p.iid, 1 if a.version == 4 else 2) if isinstance(a, IPv4Address | IPv6Address) \
+            else None
+        if fam is None or not isinstance(a, IPv4Address | IPv6Address):
+            return [lst for _, lst in self.configured.covering(p)]
+        v = int(a)
+        bits = fam.bits
+        out = []
+        for neg in fam.lengths:
+            if -neg <= p.mask_len:
+                lst = fam.by_len[-neg].get(v >> (bits + neg))
+                if lst is not None:
+                    out.append(lst)
+        return out
+
     def _install(self, v: RegView, data: bytes, src: Endpoint, now: float) -> bytes | None:
         first_prefix = v.records[0][0]
         # which site: every site configuring a prefix covering one of the records
         candidates: list[SitePolicy] = []
         for rec in v.records:
-            for _, lst in self.configured.covering(rec[0]):
+            for lst in self._configured_covering(rec[0]):
                 for s, _ap in lst:
                     if not any(c is s for c in candidates):  # identity: SitePolicy.__eq__ is costly
                         candidates.append(s)
@@ -299,9 +329,7 @@ class Registrar:
 
         accepted: list[int] = []
         etr = self._intern(("etr", src), (src.address, src.port))
-        rkey = registrant_key(v.xtr_id, etr)
-        if isinstance(rkey, str):
-            rkey = self._intern(rkey, rkey)
+        rkey = v.xtr_id if v.xtr_id is not None else self._rloc_key(src.address)
         fm, fp = site.force_merge, site.proxy_reply
         timeout = self.config.registration_timeout_s
         table = self.registrations

@@ -482,6 +482,15 @@ class RegisteredPrefix:
     def recompute(self, force_merge: bool, force_proxy: bool | None) -> None:
         """Refresh the merged view after registrants changed (drops the reply cache)."""
         self.reply_cache = None
+        one = self._one
+        if one is not None and not (force_merge or one.merge):  # the common case, as below
+            self.ttl = one.ttl
+            self.map_version = one.map_version
+            self.action = one.action
+            self.locators = one.locators
+            static = one.etr is None
+            self.proxy_reply = force_proxy if force_proxy is not None and not static else static or one.proxy_reply
+            return
         regs = self.registrations()
         if not regs:
             self.locators = ()
