@@ -447,3 +447,32 @@ def test_refresh_with_other_host_bits_or_records_of_two_sites_takes_the_full_pat
     assert fast.list_registrations(prefix=EidPrefix.parse("10.1.0.0/16"))[0]["registrants"][0]["eid-prefix"] == \
         "10.1.0.2/16"
     assert [r["reason"] for r in fast.rejections()] == ["eid-outside-site-prefixes"]
+
+
+def test_register_lane_sends_what_receive_queues() -> None:
+    """``receive_fast`` (the daemon's lane, via a co-located Map-Resolver too) returns the
+    Map-Notify ``receive`` would queue, with the same counters."""
+    from harness import record
+
+    from lispnet.core.map_resolver import MapResolver, MapResolverConfig
+
+    etr = ep("203.0.113.1", 40000)
+    regs = [
+        register([record("10.1.2.3/32", "192.0.2.1")], nonce=1),
+        register([record("10.1.2.3/32", "192.0.2.1")], nonce=2),  # identical refresh
+        register([record("10.1.2.3/32", "192.0.2.1")], nonce=3, key=b"wrong"),  # rejected: nothing to send
+        register([record("10.1.2.4/32", "192.0.2.1")], nonce=4, want_map_notify=False),
+        b"\x30\x00\x00\x01",  # truncated: a decode error
+    ]
+    queued, lane = MapServer(sites(), MapServerConfig()), MapServer(sites(), MapServerConfig())
+    mr = MapResolver(MapResolverConfig(), map_server=lane)
+    for k, data in enumerate(regs):
+        queued.receive(data, etr, MS_ADDR, 10.0 + k)
+        want = [(s.data, s.dst) for s in queued.poll_sends(0.0)]
+        out = mr.receive_fast(data, etr, MS_ADDR, 10.0 + k)
+        assert lane.poll_sends(0.0) == []
+        got = [] if out is None else [(out[0], Endpoint(ip_address(out[1]), out[2]))]
+        assert got == want
+        assert lane.poll_events() == queued.poll_events()
+    assert lane.counters.as_dict() == queued.counters.as_dict()
+    assert lane.counters.messages_out["map-notify"] == 2

@@ -182,6 +182,8 @@ class MapResolver:
                 c.requests["rate-limited"] += 1
                 return None
             return answer_now_or_slow(ms, c, datagram, False, src, dst, now, self._plain_slow, "handed-to-map-server")
+        if ms is not None and t == MessageType.MAP_REGISTER:
+            return ms.receive_fast(datagram, src, dst, now)  # its Map-Notify goes out at once too
         self.receive(datagram, src, dst, now)
         return None
 

@@ -2,10 +2,12 @@
 
 What it does
 ------------
-*Registration.*  An ETR sends a Map-Register (UDP to 4342, from any port).  We decode
-it, find the site its EID-records belong to (the configured prefixes, longest match,
-plus the Key ID), and check the HMAC on the received bytes (``auth.verify_raw``: no
-re-encoding).  Then each record must lie inside the site's prefixes (exactly, or as a
+*Registration.*  An ETR sends a Map-Register (UDP to 4342, from any port).  We read
+it (``core/regfast.py`` for the common shapes, else the general decoder; the rules are
+in ``core/registrar.py``), find the site its EID-records belong to (the configured
+prefixes, longest match, plus the Key ID), and check the HMAC on the received bytes (no
+re-encoding).  An identical refresh of installed registrations is recognised from the
+bytes and only moves their expiry.  Then each record must lie inside the site's prefixes (exactly, or as a
 more-specific when the site allows it) and, when the site restricts RLOCs, every IP
 locator must be inside the allowed RLOC prefixes.  Accepted records are installed or
 refreshed with an expiry: the site timeout (180 s, three 60 s register intervals) or the

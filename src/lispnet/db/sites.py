@@ -15,8 +15,11 @@ the site; RFC 9301 and RFC 8378) its locator set is the union of the registrants
 otherwise the most recently refreshed registrant wins.  Static mappings are permanent
 registrations of registrant ``"static"``.
 
-:class:`RegistrationTable` stores registered prefixes in an LPM table and their expiry
-in a deadline heap; it never reads a clock.
+:class:`RegistrationTable` stores registered prefixes in an LPM table (their expiry is
+the Map-Server's, ``core/expiry.py``); it never reads a clock.  Memory matters at a
+million EIDs: a prefix with one registrant holds it without a dict, a re-registration
+updates the installed object in place, and locator tuples and wire signatures are
+shared objects (about 700 bytes per registered EID in all, LPM indexes included).
 
 Every class has ``to_dict()`` giving a JSON-able view (kebab-case keys like the config
 and the REST API); ``SitePolicy.from_dict`` reads the same format ``config.model.Site``
@@ -544,9 +547,8 @@ class RegisteredPrefix:
 class RegistrationTable:
     """Registered prefixes in an LPM table, with a count of registrants.
 
-    Expiry is the caller's business (the Map-Server keeps the deadlines in a
-    ``core.timers.Timers`` keyed by ``(prefix, registrant key)``), which keeps this module
-    free of engine imports.
+    Expiry is the caller's business (the Map-Server files each registration in
+    ``core.expiry.ExpiryBuckets``), which keeps this module free of engine imports.
     """
 
     __slots__ = ("table", "_count", "version", "journal")

@@ -87,8 +87,9 @@ FastReceive = Callable[[bytes, Endpoint, Endpoint, float], "tuple[bytes, str, in
 (payload, destination address text, port) to send at once from the control socket of
 that family; None = handled the ``receive`` way (sends queued)."""
 
-FAST_KINDS = (udp.ECM, udp.MAP_REQUEST, udp.ECM_TO_MS)
-"""Dispatch keys that take the Map-Request lane when their engine has ``receive_fast``."""
+FAST_KINDS = (udp.ECM, udp.MAP_REQUEST, udp.ECM_TO_MS, udp.MAP_REGISTER)
+"""Dispatch keys that take the Map-Request lane when their engine has ``receive_fast``
+(Map-Registers too: their Map-Notify is sent at once the same way)."""
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
