@@ -50,6 +50,16 @@ from .regfast import (
 )
 
 _MNOT_I = 0x08000000  # Map-Notify I bit
+
+# what the identical-refresh shortcuts did (else the Map-Notify to send)
+_NOT_QUICK = 0
+"""Not a shape the shortcut reads, or several registrants: try the next way."""
+_NO_SHORTCUT = 1
+"""Not an identical refresh (absent, changed, other registrant): ``_install`` it."""
+_BAD_HMAC = 2
+"""An identical refresh but the HMAC is wrong: ``_install`` rejects it."""
+_DONE = 3
+"""Refreshed; no Map-Notify asked for."""
 _NOTIFY_TYPE = MessageType.MAP_NOTIFY << 28
 _P_BYTE0 = 0x08  # Map-Register P bit (0x08000000)
 _MERGE_BYTE2 = 0x04  # a bit (0x00000400)
@@ -107,15 +117,19 @@ class Registrar:
         view: RegView | None = None
         if self.register_fast_path:
             done = self._refresh_quick(data, src, now)
-            if done is None or done is False:
-                p = parse_register(data)
-                if p is not None:
-                    if done is False:  # None: the quick path saw a bad HMAC: _install rejects it
-                        done = self._refresh_fast(p, data, src, now)
-                    if done is None or done is False:
-                        view = self._view_from_parsed(p, data)
-            if done is not None and done is not False:
-                return done if isinstance(done, bytes) else None
+            if isinstance(done, bytes):
+                return done
+            if done == _DONE:
+                return None
+            p = parse_register(data)
+            if p is not None:
+                if done == _NOT_QUICK:
+                    done = self._refresh_fast(p, data, src, now)
+                    if isinstance(done, bytes):
+                        return done
+                    if done == _DONE:
+                        return None
+                view = self._view_from_parsed(p, data)
         if view is None:
             view = self._view_from_decoder(data, src, now)
             if view is None:
@@ -123,45 +137,44 @@ class Registrar:
         return self._install(view, data, src, now)
 
     # ------------------------------------------------------------------ 1. identical refresh
-    def _refresh_quick(self, data: bytes, src: Endpoint, now: float) -> bytes | bool | None:
+    def _refresh_quick(self, data: bytes, src: Endpoint, now: float) -> bytes | int:
         """The identical refresh of a one-record Map-Register with a bare IPv4/IPv6 EID by
         a prefix's only registrant, read at fixed offsets (``regfast.quick_eid``).
-        False = not that case; None = that case but the HMAC is wrong; True = done, no
-        Map-Notify; bytes = the Map-Notify."""
+        Returns the Map-Notify or one of the ``_NOT_QUICK``... codes."""
         if self._sites_overlap:
-            return False
+            return _NO_SHORTCUT
         q = quick_eid(data)
         if q is None:
-            return False
+            return _NOT_QUICK
         afi, value, mask_len, rs, end = q
         fam = self.registrations.table.bit_family(0, afi)
         if fam is None:
-            return False
+            return _NO_SHORTCUT
         d = fam.by_len.get(mask_len)
         if d is None:
-            return False
+            return _NO_SHORTCUT
         entry = d.get(value >> (fam.bits - mask_len))
         if entry is None:
-            return False
+            return _NO_SHORTCUT
         reg = entry.only()
         if reg is None:
-            return False
+            return _NOT_QUICK
         sig = reg.sig
         if sig is None or sig != quick_sig(data, rs, end):
-            return False
+            return _NO_SHORTCUT
         etr = reg.etr
         addr = src.address
         if etr is None or (reg.xtr_id is None and etr[0] is not addr and etr[0] != addr):
-            return False
+            return _NO_SHORTCUT
         if int(reg.prefix.address) != value:  # type: ignore[arg-type]
-            return False  # host bits differ: the general path replaces the prefix
+            return _NO_SHORTCUT  # host bits differ: the general path replaces the prefix
         return self._bump([reg], reg.site, data, rs, reg.xtr_id, src, now)
 
-    def _refresh_fast(self, p: ParsedRegister, data: bytes, src: Endpoint, now: float) -> bytes | bool | None:
+    def _refresh_fast(self, p: ParsedRegister, data: bytes, src: Endpoint, now: float) -> bytes | int:
         """Refresh registrations that are re-registered unchanged (any number of records,
         LCAF EIDs, several registrants per prefix).  Results as ``_refresh_quick``."""
         if self._sites_overlap:
-            return False
+            return _NO_SHORTCUT
         table = self.registrations.table
         xtr_id = p.xtr_id
         addr = src.address
@@ -170,47 +183,47 @@ class Registrar:
         for rv in p.records:
             fam = table.bit_family(rv.iid, rv.afi)
             if fam is None:
-                return False
+                return _NO_SHORTCUT
             d = fam.by_len.get(rv.mask_len)
             if d is None:
-                return False
+                return _NO_SHORTCUT
             entry = d.get(rv.addr >> (fam.bits - rv.mask_len))
             if entry is None:
-                return False
+                return _NO_SHORTCUT
             reg = entry.only()
             if reg is None or reg.xtr_id != xtr_id:
                 reg = entry.registrant(xtr_id if xtr_id is not None else self._rloc_key(addr))
                 if reg is None:
-                    return False
+                    return _NO_SHORTCUT
             etr = reg.etr
             if etr is None or (xtr_id is None and etr[0] is not addr and etr[0] != addr):
-                return False
+                return _NO_SHORTCUT
             if reg.sig is not rv.sig and reg.sig != rv.sig:
-                return False
+                return _NO_SHORTCUT
             if int(reg.prefix.address) != rv.addr:  # type: ignore[arg-type]
-                return False  # host bits differ: the general path replaces the prefix
+                return _NO_SHORTCUT  # host bits differ: the general path replaces the prefix
             if site_name is None:
                 site_name = reg.site
             elif reg.site != site_name:
-                return False
+                return _NO_SHORTCUT
             regs.append(reg)
         return self._bump(regs, site_name, data, p.auth_end, xtr_id, src, now)
 
     def _bump(
         self, regs: list[Registration], site_name: str | None, data: bytes, auth_end: int, xtr_id: int | None,
         src: Endpoint, now: float,
-    ) -> bytes | bool | None:
+    ) -> bytes | int:
         """Check the HMAC with the registrations' site key, then move their expiry."""
         site = self.sites.get(site_name) if site_name is not None else None
         if site is None or not site.enabled:
-            return False
+            return _NO_SHORTCUT
         alg_id = data[13]
         skey = site.key_for(data[12], alg_id)
         if skey is None:
-            return False
+            return _NO_SHORTCUT
         zeroed = verify(data, auth_end, skey.key, alg_id)
         if zeroed is None:
-            return None
+            return _BAD_HMAC
         timeout = self.config.registration_timeout_s
         add = self.expiry.add
         addr = src.address
@@ -225,7 +238,7 @@ class Registrar:
             add(reg)
         self.counters.registrations["accepted"] += len(regs)
         if not data[2] & M_BYTE2:
-            return True
+            return _DONE
         flagged = self.config.notify_xtr_id_flagged and xtr_id is not None
         first = _NOTIFY_TYPE | (_MNOT_I if flagged else 0) | data[3]
         return notify_from(zeroed, first, auth_end, skey.key, alg_id)
@@ -277,6 +290,18 @@ class Registrar:
             assert k is not None
         return k
 
+    @staticmethod
+    def _allowed(site: SitePolicy, p: EidPrefix, covering: list[list[tuple[SitePolicy, AllowedPrefix]]]) -> bool:
+        """``site.allowed_prefix_for(p) is not None``, from the configured prefixes that
+        cover ``p`` (for an IP prefix they all contain it: only the length rule is left)."""
+        if not isinstance(p.address, IPv4Address | IPv6Address):
+            return site.allowed_prefix_for(p) is not None
+        for lst in covering:
+            for s, ap in lst:
+                if s is site and (ap.accept_more_specifics or ap.prefix.mask_len == p.mask_len):
+                    return True
+        return False
+
     def _configured_covering(self, p: EidPrefix) -> list[list[tuple[SitePolicy, AllowedPrefix]]]:
         """``configured.covering(p)`` values, most specific first, without building prefixes."""
         a = p.address
@@ -298,8 +323,9 @@ class Registrar:
         first_prefix = v.records[0][0]
         # which site: every site configuring a prefix covering one of the records
         candidates: list[SitePolicy] = []
-        for rec in v.records:
-            for lst in self._configured_covering(rec[0]):
+        covers = [self._configured_covering(rec[0]) for rec in v.records]
+        for lsts in covers:
+            for lst in lsts:
                 for s, _ap in lst:
                     if not any(c is s for c in candidates):  # identity: SitePolicy.__eq__ is costly
                         candidates.append(s)
@@ -334,7 +360,7 @@ class Registrar:
         timeout = self.config.registration_timeout_s
         table = self.registrations
         for i, (p, locators, ttl, action, map_version, sig) in enumerate(v.records):
-            if site.allowed_prefix_for(p) is None:
+            if not self._allowed(site, p, covers[i]):
                 self._reject(site.name, "eid-outside-site-prefixes", src, p, now)
                 continue
             if site.allowed_rlocs:
