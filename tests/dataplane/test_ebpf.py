@@ -541,7 +541,7 @@ def test_too_big_message_layout() -> None:
 @netns
 @needs
 def test_route_changes_seen_within_the_route_cache_lifetime(pair: Pair, topo: Topo) -> None:
-    """The per-CPU route cache (10 ms) never hides an underlay route change for longer."""
+    """The per-CPU route cache (one timer tick) never hides an underlay route change for long."""
     pair.both_ways()
     assert topo.ping("h1", "10.2.0.2", count=2)
     send = "import socket; s = socket.socket(2, 2); [s.sendto(b'x', ('10.2.0.2', 9)) for _ in range(5)]"

@@ -34,8 +34,10 @@ interfaces (ETR).  This module loads the pre-built object with libbpf (ctypes, s
   reassembled by the kernel for UDP 4341 sockets on the local RLOCs and decapsulated in
   user space.
 * route lookups (outer RLOC, decapsulated inner destination) go through a per-CPU
-  one-entry cache valid for 10 ms; per-RLOC counters through a per-CPU recent-RLOC
-  entry flushed to the ``rloc_stats`` hash when the RLOC changes.
+  one-entry cache valid for one timer tick (the interface and instance lookups too);
+  nonces come from a per-CPU xorshift reseeded from the kernel PRNG; per-RLOC counters
+  go through a per-CPU recent-RLOC entry flushed to the ``rloc_stats`` hash when the
+  RLOC changes.
 * ``stats`` sums the per-CPU counters (also under the TUN backend's names:
   ``encap.packets``, ``encap.packets.<rloc>``, ``drop.<reason>`` ...); ``stop`` detaches
   the filters, removes the clsact qdiscs, the segmenting veth pair and the routing

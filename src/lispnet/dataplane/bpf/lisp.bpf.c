@@ -456,11 +456,98 @@ static __always_inline int forward(struct __sk_buff *skb, struct bpf_fib_lookup 
 	return drop(C_DROP_FIB);
 }
 
+#define CACHE_TICKS 1	/* cached lookups live while jiffies moved by at most this */
+
+/* Nonces: a per-CPU xorshift32 generator reseeded from the kernel's PRNG every 256
+ * packets (unpredictable enough for a data-plane nonce, a fraction of the helper's cost). */
+struct nonce_state {
+	__u32 x;
+	__u32 left;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nonce_state);
+} nonce_state SEC(".maps");
+
+static __always_inline __u32 nonce24(void)
+{
+	__u32 zero = 0;
+	struct nonce_state *st = bpf_map_lookup_elem(&nonce_state, &zero);
+	__u32 x;
+
+	if (!st)
+		return bpf_get_prandom_u32();
+	if (!st->left || !st->x) {
+		st->x = bpf_get_prandom_u32() | 1;
+		st->left = 256;
+	}
+	x = st->x;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	st->x = x;
+	st->left--;
+	return x;
+}
+
+/* Per CPU, the last interface (slot 0: ifindex -> if_conf) and instance (slot 1:
+ * instance-id -> iid_conf) looked up, reused like the route cache (CACHE_TICKS): a
+ * steady flow skips two hash lookups per packet; configuration changes made by the
+ * daemon are seen within a tick. */
+struct conf_cache {
+	__u64 stamp;
+	__u32 key;
+	__u32 valid;
+	__u32 a;	/* if_conf.iid or iid_conf.ifindex */
+	__u32 b;	/* the table */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct conf_cache);
+} conf_cache SEC(".maps");
+
+/* Look ``key`` up in ``map`` (a hash of two u32 values) through cache slot ``slot``;
+ * fills *a, *b and returns 1 when found. */
+static __always_inline int cached_conf(void *map, __u32 slot, __u32 key, __u32 *a, __u32 *b)
+{
+	struct conf_cache *c = bpf_map_lookup_elem(&conf_cache, &slot);
+	__u64 now = bpf_jiffies64();
+	__u32 *v;
+
+	if (c && c->valid && c->key == key && now - c->stamp <= CACHE_TICKS) {
+		*a = c->a;
+		*b = c->b;
+		return 1;
+	}
+	v = bpf_map_lookup_elem(map, &key);
+	if (!v) {
+		if (c)
+			c->valid = 0;
+		return 0;
+	}
+	*a = v[0];
+	*b = v[1];
+	if (c) {
+		c->stamp = now;
+		c->key = key;
+		c->a = *a;
+		c->b = *b;
+		c->valid = 1;
+	}
+	return 1;
+}
+
 /* Per CPU, the last successful route lookup of each kind (0: outer RLOC at encapsulation,
- * 1: inner destination at decapsulation), reused for ROUTE_CACHE_NS: a flow costs one
- * FIB and neighbour lookup per CPU every 10 ms instead of one per packet.  Route and
- * neighbour changes are seen within that time. */
-#define ROUTE_CACHE_NS (10ULL * 1000 * 1000)
+ * 1: inner destination at decapsulation), reused while the jiffies counter moved by at
+ * most one tick (2 ms at HZ=1000, 8 ms at HZ=250; jiffies cost nothing to read, unlike
+ * the clock): a flow costs one FIB and neighbour lookup per CPU and tick instead of one
+ * per packet.  Route and neighbour changes are seen within that time. */
 
 struct route_cache {
 	__u64 stamp;
@@ -490,11 +577,11 @@ static __always_inline int cached_fib_lookup(struct __sk_buff *skb, struct bpf_f
 					     __u8 family, const __u32 *dst, __u32 table, __u8 tos)
 {
 	struct route_cache *c = bpf_map_lookup_elem(&route_cache, &slot);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_jiffies64();
 	int rc;
 
 	if (c && c->valid && c->family == family && c->table == table && c->tos == tos &&
-	    now - c->stamp < ROUTE_CACHE_NS && c->dst[0] == dst[0] &&
+	    now - c->stamp <= CACHE_TICKS && c->dst[0] == dst[0] &&
 	    (family == 4 || (c->dst[1] == dst[1] && c->dst[2] == dst[2] && c->dst[3] == dst[3]))) {
 		p->ifindex = c->ifindex;
 		__builtin_memcpy(p->dmac, c->dmac, 6);
@@ -594,8 +681,6 @@ static __always_inline int handle_miss(struct __sk_buff *skb, struct lisp_config
 	__builtin_memcpy(mk.dst, dst, 16);
 	last = bpf_map_lookup_elem(&miss_seen, &mk);
 	if (!last || now - *last >= MISS_INTERVAL_NS) {
-		struct miss_event *ev;
-
 		bpf_map_update_elem(&miss_seen, &mk, &now, BPF_ANY);
 		if (punt(skb, ic->iid, family, src, dst, EV_MISS, 0) == 0)
 			count_add(C_MISS_EVENTS, 1);
@@ -666,15 +751,16 @@ int lisp_encap(struct __sk_buff *skb)
 	__u8 src[16] = {}, dst[16] = {};
 	struct lisp_config *cfg;
 	struct fwd_entry *e;
-	struct if_conf *ic;
+	struct if_conf icv, *ic = &icv;
 	__u8 family, ttl, tos;
 	__u16 l3proto;
 
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_OK;
-	ic = bpf_map_lookup_elem(&eid_ifaces, &ifindex);
+	if (!cached_conf(&eid_ifaces, 0, ifindex, &icv.iid, &icv.table))
+		return TC_ACT_OK;
 	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!ic || !cfg)
+	if (!cfg)
 		return TC_ACT_OK;
 	l3proto = eth->h_proto;
 
@@ -795,7 +881,7 @@ int lisp_encap(struct __sk_buff *skb)
 
 	/* Build the outer headers while the entry's fields are at hand. */
 	__u32 iid = ic->iid & 0xffffff;
-	__u32 w1 = LISP_N_BIT | (bpf_get_prandom_u32() & 0xffffff);
+	__u32 w1 = LISP_N_BIT | (nonce24() & 0xffffff);
 	__u32 w2 = iid << 8;
 	__u16 sport = bpf_htons(0xc000 | (hash & 0x3fff));
 
@@ -1024,9 +1110,9 @@ int lisp_decap(struct __sk_buff *skb)
 	__u32 w1 = bpf_ntohl(lisp[0]);
 	__u32 iid = (w1 & LISP_I_BIT) ? bpf_ntohl(lisp[1]) >> 8 : 0;
 	__u8 ifam = inner[0] >> 4;
-	struct iid_conf *inst = bpf_map_lookup_elem(&instances, &iid);
+	struct iid_conf instv, *inst = &instv;
 
-	if (!inst)
+	if (!cached_conf(&instances, 1, iid, &instv.ifindex, &instv.table))
 		return drop(C_DROP_UNKNOWN_IID);
 	if (ifam != 4 && ifam != 6)
 		return drop(C_DROP_BAD_INNER);
