@@ -24,6 +24,7 @@ Hypothesis against a Map-Server with the fast path off).
 from __future__ import annotations
 
 from collections.abc import Callable
+from hmac import compare_digest
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, NamedTuple
 
@@ -42,14 +43,15 @@ from .regfast import (
     Interner,
     LocatorCache,
     ParsedRegister,
+    hmac_digest,
     notify_from,
     parse_register,
-    quick_eid,
-    quick_sig,
     verify,
 )
 
 _MNOT_I = 0x08000000  # Map-Notify I bit
+_NOTIFY_ONE = ((MessageType.MAP_NOTIFY << 28) | 1).to_bytes(4, "big")
+_NOTIFY_ONE_I = ((MessageType.MAP_NOTIFY << 28) | _MNOT_I | 1).to_bytes(4, "big")
 
 # what the identical-refresh shortcuts did (else the Map-Notify to send)
 _NOT_QUICK = 0
@@ -139,14 +141,26 @@ class Registrar:
     # ------------------------------------------------------------------ 1. identical refresh
     def _refresh_quick(self, data: bytes, src: Endpoint, now: float) -> bytes | int:
         """The identical refresh of a one-record Map-Register with a bare IPv4/IPv6 EID by
-        a prefix's only registrant, read at fixed offsets (``regfast.quick_eid``).
-        Returns the Map-Notify or one of the ``_NOT_QUICK``... codes."""
+        a prefix's only registrant: ``regfast.quick_eid``, ``quick_sig``, ``verify``,
+        ``notify_from`` and ``_bump`` inlined (the 60 s refresh of every registered EID
+        comes this way).  Returns the Map-Notify or one of the ``_NOT_QUICK``... codes."""
         if self._sites_overlap:
             return _NO_SHORTCUT
-        q = quick_eid(data)
-        if q is None:
+        n = len(data)
+        if n < 16 or data[3] != 1:
             return _NOT_QUICK
-        afi, value, mask_len, rs, end = q
+        auth_len = (data[14] << 8) | data[15]
+        rs = 16 + auth_len
+        if rs + 12 > n:
+            return _NOT_QUICK
+        afi = data[rs + 11]
+        if data[rs + 10] or (afi != 1 and afi != 2):
+            return _NOT_QUICK
+        end = rs + (16 if afi == 1 else 28)
+        if end > n:
+            return _NOT_QUICK
+        value = int.from_bytes(data[rs + 12 : end], "big")
+        mask_len = data[rs + 5]
         fam = self.registrations.table.bit_family(0, afi)
         if fam is None:
             return _NO_SHORTCUT
@@ -160,7 +174,7 @@ class Registrar:
         if reg is None:
             return _NOT_QUICK
         sig = reg.sig
-        if sig is None or sig != quick_sig(data, rs, end):
+        if sig is None or sig != data[0:3] + data[12:16] + data[rs : rs + 12] + data[end:]:  # regfast.quick_sig
             return _NO_SHORTCUT
         etr = reg.etr
         addr = src.address
@@ -168,7 +182,29 @@ class Registrar:
             return _NO_SHORTCUT
         if int(reg.prefix.address) != value:  # type: ignore[arg-type]
             return _NO_SHORTCUT  # host bits differ: the general path replaces the prefix
-        return self._bump([reg], reg.site, data, rs, reg.xtr_id, src, now)
+        site = self.sites.get(reg.site) if reg.site is not None else None
+        if site is None or not site.enabled:
+            return _NO_SHORTCUT
+        alg_id = data[13]
+        skey = site.key_for(data[12], alg_id)
+        if skey is None or auth_len == 0:
+            return _NO_SHORTCUT
+        key = skey.key
+        zeroed = data[:16] + bytes(auth_len) + data[rs:]  # regfast.verify
+        if not compare_digest(hmac_digest(key, alg_id, zeroed)[:auth_len], data[16:rs]):
+            return _BAD_HMAC
+        if etr[1] != src.port or (etr[0] is not addr and etr[0] != addr):
+            reg.etr = self._intern(("etr", src), (addr, src.port))
+        reg.last_registered = now
+        reg.registrations += 1
+        reg.expires_at = now + (reg.ttl * 60.0 if reg.use_ttl else self.config.registration_timeout_s)
+        self.expiry.add(reg)
+        self.counters.registrations["accepted"] += 1
+        if not data[2] & M_BYTE2:
+            return _DONE
+        flagged = self.config.notify_xtr_id_flagged and reg.xtr_id is not None
+        body = (_NOTIFY_ONE_I if flagged else _NOTIFY_ONE) + zeroed[4:]  # regfast.notify_from
+        return body[:16] + hmac_digest(key, alg_id, body)[:auth_len] + body[rs:]
 
     def _refresh_fast(self, p: ParsedRegister, data: bytes, src: Endpoint, now: float) -> bytes | int:
         """Refresh registrations that are re-registered unchanged (any number of records,
