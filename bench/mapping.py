@@ -358,27 +358,29 @@ RECV_BATCH = 256
 RECV_SLOT = 1024
 
 
-class MmsgOut:
-    """Pre-built ``mmsghdr`` array over all ``payloads`` (one destination): a batch is a
-    pointer into it, so each ``sendmmsg`` costs no Python work per message except the
-    optional timestamp splice into the payload bytes."""
+SEND_WINDOW = 4096
+"""Messages an :class:`MmsgOut` holds at once (more templates are loaded window by window)."""
 
-    def __init__(self, payloads: list[bytes], dst: tuple[str, int]) -> None:
-        self.n = len(payloads)
-        self.slot = max(len(p) for p in payloads)
-        self.buf = bytearray(self.slot * self.n)
-        for k, pl in enumerate(payloads):
-            self.buf[k * self.slot : k * self.slot + len(pl)] = pl
+
+class MmsgOut:
+    """Pre-built ``mmsghdr`` array over a window of up to :data:`SEND_WINDOW` payloads (one
+    destination): a batch is a pointer into it, so each ``sendmmsg`` costs no Python work
+    per message except the optional timestamp splice into the payload bytes."""
+
+    def __init__(self, slot: int, dst: tuple[str, int]) -> None:
+        self.n = 0
+        self.slot = slot
+        self.buf = bytearray(slot * SEND_WINDOW)
         self._cbuf = (ctypes.c_char * len(self.buf)).from_buffer(self.buf)
         base = ctypes.addressof(self._cbuf)
         self._addr = ctypes.create_string_buffer(
             struct.pack("=H", socket.AF_INET) + struct.pack("!H", dst[1]) + socket.inet_aton(dst[0]) + bytes(8)
         )
-        self.iov = (_Iovec * self.n)()
-        self.msgs = (_Mmsghdr * self.n)()
-        for k, pl in enumerate(payloads):
-            self.iov[k].iov_base = base + k * self.slot
-            self.iov[k].iov_len = len(pl)
+        self.iov = (_Iovec * SEND_WINDOW)()
+        self.msgs = (_Mmsghdr * SEND_WINDOW)()
+        self._lens = [0] * SEND_WINDOW
+        for k in range(SEND_WINDOW):
+            self.iov[k].iov_base = base + k * slot
             h = self.msgs[k].msg_hdr
             h.msg_name = ctypes.addressof(self._addr)
             h.msg_namelen = 16
@@ -386,6 +388,16 @@ class MmsgOut:
             h.msg_iovlen = 1
         self._base = ctypes.addressof(self.msgs)
         self._size = ctypes.sizeof(_Mmsghdr)
+
+    def load(self, payloads: list[bytes]) -> None:
+        """Make ``payloads`` (at most SEND_WINDOW, each at most ``slot`` bytes) the window."""
+        slot = self.slot
+        self.buf[: slot * len(payloads)] = b"".join(p.ljust(slot, b"\0") for p in payloads)
+        lens = self._lens
+        for k, pl in enumerate(payloads):
+            if lens[k] != len(pl):
+                lens[k] = self.iov[k].iov_len = len(pl)
+        self.n = len(payloads)
 
     def stamp(self, first: int, count: int, at: int, value: bytes) -> None:
         """Write ``value`` at offset ``at`` of messages first .. first + count - 1."""
@@ -437,9 +449,12 @@ def sender(port: int, templates: list[bytes], duration: float, rate: float, q: A
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         s.bind((LOOP, 0))
         socks.append(s)
-    out = MmsgOut(templates, (LOOP, port))
+    out = MmsgOut(max(len(t) for t in templates), (LOOP, port))
+    out.load(templates[:SEND_WINDOW])
+    window = 0
     fds = [s.fileno() for s in socks]
     nt = out.n
+    windows = (len(templates) + SEND_WINDOW - 1) // SEND_WINDOW
     ns = len(fds)
     mono = time.monotonic_ns
     while mono() < start_at_ns:
@@ -468,6 +483,10 @@ def sender(port: int, templates: list[bytes], duration: float, rate: float, q: A
         i += k
         if i >= nt:
             i = 0
+            if windows > 1:  # the next window of templates
+                window = (window + 1) % windows
+                out.load(templates[window * SEND_WINDOW : (window + 1) * SEND_WINDOW])
+                nt = out.n
         if interval:
             ahead = t0 + sent * interval - mono()
             if ahead > 200_000:
