@@ -312,6 +312,15 @@ class VxlanDataplane:
             kwargs["vxlan_gpe"] = True
         ipr.link("add", **kwargs)
         vx_index = int(ipr.link_lookup(ifname=self.device)[0])
+        # Our instance rules make every route lookup of the namespace "custom": without
+        # accept_local the kernel then validates the source of each decapsulated packet
+        # with a second, full route lookup (fib_validate_source).  The tunnel device is
+        # ours; accepting a local source there is all the setting changes.
+        try:
+            with open(f"/proc/sys/net/ipv4/conf/{self.device}/accept_local", "w") as f:
+                f.write("1")
+        except OSError as exc:
+            log.debug("accept_local on %s: %s", self.device, exc)
         ipr.link("set", index=vx_index, state="up")
         if self._gpe:
             return vx_index
