@@ -17,12 +17,13 @@ Layout, per node:
 The fast path is one thread polling (epoll) every TUN fd and both 4341 sockets, so the
 two directions never fight over the GIL, and batching amortises the per-syscall cost:
 
-* ITR: up to ``BUDGET`` packets are read from a TUN per wake-up, each into its own slot
-  of one arena (no copies).  A 5-tuple cache maps a packet straight to its flow: outer
-  socket (source port = flow hash), RLOC, LISP header, per-RLOC counters and a pending
-  batch.  The LISP header goes in front by scatter-gather, and same-size packets of a
-  flow leave in one ``sendmsg`` with ``UDP_SEGMENT`` (``udp_gso``): up to 64 ordinary
-  LISP packets per syscall, flushed at the end of every drain;
+* ITR: up to ``BUDGET`` packets are read from a TUN per wake-up (until it would block),
+  each into its own slot of one arena (no copies).  A 5-tuple cache maps a packet
+  straight to its flow: outer socket (source port = flow hash), RLOC, LISP header,
+  per-RLOC counters and a pending batch.  The LISP header is copied into the 8 bytes in
+  front of the packet in its slot, and same-size packets of a flow leave in one
+  ``sendmsg`` with ``UDP_SEGMENT`` (``udp_gso``): up to 64 ordinary LISP packets per
+  syscall, flushed at the end of every drain;
 * ETR: the 4341 sockets use ``UDP_GRO``, so one ``recvmsg`` returns such a batch.  When
   it is one instance and one inner flow (checked per header byte column, not per
   packet: ``tun_gso.coalesce_batch``) it is written to the instance's TUN as one
@@ -49,7 +50,11 @@ has it): TCP entering on an instance's LAN is routed (``ipproto tcp`` rule, tabl
 ``TCP_TABLE_BASE + iid``) into a second TUN, ``lisp<iid>t``, that hands over TSO
 super-packets; each leaves in one write to the TAP ``lispu`` as a UDP-tunnel super-packet
 that the kernel cuts into LISP packets only where a device needs it.  The ETR writes such
-a super-packet, received whole, to its TUN in one GSO write.
+a super-packet, received whole, to its TUN in one GSO write.  With the TCP TUN in place,
+the ETR writes every decapsulated packet into it (it has the virtio-net header GSO writes
+need; an ``iif`` rule routes them like the LAN's), and ``lisp<iid>`` is opened without a
+virtio-net header: it only carries the LAN's other traffic to the ITR, already finished
+by the kernel.
 
 Misses are punted to the daemon's loop with ``call_soon_threadsafe`` (at most
 ``PUNT_LIMIT`` packets per destination until the table changes, so a resolution in
@@ -61,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import io
 import logging
 import os
 import secrets
@@ -180,6 +186,10 @@ class TunDataplane(ItrPath, EtrPath):
         self._tap_mac = b""
         self._tap_scratch = bytearray(65536 + 64)
         self._tcp_fds: dict[int, int] = {}
+        self._readers: dict[int, Callable[[memoryview], int | None]] = {}
+        self._wr_fds: dict[int, int] = {}
+        """iid -> the TUN the ETR writes to (one with a virtio-net header when offload is on)."""
+        self._vnet_fds: set[int] = set()
         self._tnl_tx = [0]
         self._tnl_rx = [0]
         self.default_route = default_route
@@ -272,6 +282,9 @@ class TunDataplane(ItrPath, EtrPath):
                 pass
         self._tun_fds.clear()
         self._tcp_fds.clear()
+        self._readers.clear()
+        self._wr_fds.clear()
+        self._vnet_fds.clear()
         self._tap_fd = None
         for sock in [*self._rx.values(), *self._tx.values(), *self._raw.values()]:
             sock.close()
@@ -346,22 +359,32 @@ class TunDataplane(ItrPath, EtrPath):
 
     def _setup_instance(self, iid: int) -> None:
         dev = self.device(iid)
-        fd = netlink.create_tun(dev, vnet_hdr=self.offload)
-        if self.offload:
+        # split: TCP from the LAN goes to a TUN of its own that hands over TSO super-packets,
+        # written out whole through the tunnel-offload TAP, and takes the ETR's writes (GSO
+        # super-packets need its virtio-net header); the plain TUN then only carries the
+        # LAN's other traffic to the ITR, finished by the kernel, without a virtio-net
+        # header (a cheaper read per packet)
+        split = self._tap_fd is not None and bool(self._instances.get(iid)) and not self.tso
+        vnet = self.offload and not split
+        fd = netlink.create_tun(dev, vnet_hdr=vnet)
+        if vnet:
             # what the kernel may hand over: TSO super-packets with partial checksums, or
             # (the default) finished packets, segmented and checksummed by the kernel
             flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if self.tso else 0
             fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
+            self._vnet_fds.add(fd)
         os.set_blocking(fd, False)
         self._tun_fds[iid] = fd
-        if self._tap_fd is not None and self._instances.get(iid) and not self.tso:
-            # TCP from the LAN goes to a TUN of its own that hands over TSO super-packets,
-            # written out whole through the tunnel-offload TAP; everything else keeps the
-            # plain TUN (finished packets, checksums done by the kernel)
+        self._wr_fds[iid] = fd
+        self._readers[fd] = io.FileIO(fd, "rb", closefd=False).readinto
+        if split:
             tfd = netlink.create_tun(self.tcp_device(iid), vnet_hdr=True)
             fcntl.ioctl(tfd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
             os.set_blocking(tfd, False)
             self._tcp_fds[iid] = tfd
+            self._wr_fds[iid] = tfd
+            self._vnet_fds.add(tfd)
+            self._readers[tfd] = io.FileIO(tfd, "rb", closefd=False).readinto
             if self._big is None:
                 self._big = Arena(bytearray(TCP_BUDGET * READ_MAX), READ_MAX, TCP_BUDGET)
         netlink.in_thread(self._configure_instance, iid, dev)
@@ -449,6 +472,8 @@ class TunDataplane(ItrPath, EtrPath):
         if self.default_route:
             netlink.replace_route(ipr, "0.0.0.0/0", dev=tdev, table=table)
             netlink.replace_route(ipr, "::/0", dev=tdev, table=table)
+        # the ETR writes decapsulated packets into the TCP TUN: they route like the LAN's
+        netlink.add_iif_rule(ipr, tdev, TABLE_BASE + iid, RULE_PRIORITY)
         for family in (socket.AF_INET, socket.AF_INET6):
             if not any(r.get_attr("FRA_TABLE") == table for r in ipr.get_rules(family=family)):
                 ipr.rule("add", iifname=lan, table=table, priority=RULE_PRIORITY - 1, family=family, ip_proto=6)
@@ -557,6 +582,7 @@ class TunDataplane(ItrPath, EtrPath):
         drain_tun = self._drain_tun
         drain_rx = self._drain_rx
         small = self._small
+        vnet_fds = self._vnet_fds
         while not stopping.is_set():
             try:
                 events = ep.poll(0.2)
@@ -571,12 +597,12 @@ class TunDataplane(ItrPath, EtrPath):
                 try:
                     kind = k[0]
                     if kind == _K_TUN:
-                        drain_tun(fd, k[1], small)
+                        drain_tun(fd, k[1], small, fd in vnet_fds)
                     elif kind == _K_UDP:
                         drain_rx(k[1])
                     elif kind == _K_TCP:
                         assert self._big is not None
-                        drain_tun(fd, k[1], self._big)
+                        drain_tun(fd, k[1], self._big, True)
                     else:
                         drain_tap(fd, self._tap_scratch)
                 except Exception:  # noqa: BLE001 - the fast path must survive any packet
@@ -656,9 +682,7 @@ class TunDataplane(ItrPath, EtrPath):
             return
         f = self._resolve(iid, None, None, pkt, n)
         if f is not None:
-            f.iov = [f.header, pkt]
-            f.seg = f.nbytes = n + 8
-            f.count = 1
+            f.start([f.header, pkt], n + 8)
             self._flush(f)
 
     def _punt(self, iid: int, key: tuple[int, bytes], pkt: memoryview) -> None:

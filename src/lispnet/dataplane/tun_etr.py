@@ -51,7 +51,7 @@ class EtrPath:
     _stopping: threading.Event
     _rbuf: bytearray
     _rbuf_mv: memoryview
-    _tun_fds: dict[int, int]
+    _wr_fds: dict[int, int]
     _decap: dict[str, list[int]]
     _lsb_seen: dict[tuple[int, str], int]
     _gso_tx: list[int]
@@ -69,7 +69,7 @@ class EtrPath:
         writev = os.writev
         offload = self.offload
         decap = self._decap
-        tun_fds = self._tun_fds
+        tun_fds = self._wr_fds
         for _ in range(BUDGET):
             try:
                 n, anc, _flags, addr = recv(iov, GRO_CMSG_SPACE)
@@ -141,7 +141,7 @@ class EtrPath:
             return False
         flags = buf[0]
         iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
-        fd = self._tun_fds.get(iid)
+        fd = self._wr_fds.get(iid)
         if fd is None:
             return False
         iovs = coalesce_batch_split(buf, self._rbuf_mv, 8, seg, count, n)
@@ -174,7 +174,7 @@ class EtrPath:
         buf = self._rbuf
         flags = buf[0]
         iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
-        fd = self._tun_fds.get(iid)
+        fd = self._wr_fds.get(iid)
         b0 = buf[8]
         if fd is None:
             return False

@@ -42,21 +42,24 @@ class Arena:
     """Read slots for one drain: ``budget`` slots of ``size`` bytes in one buffer, so a
     queued packet stays valid (no copy) until its batch leaves at the end of the drain."""
 
-    __slots__ = ("buf", "mv", "slots", "size", "budget")
+    __slots__ = ("buf", "mv", "views", "views_at", "size", "budget")
 
     def __init__(self, buf: bytearray, size: int, budget: int) -> None:
         self.buf = buf
         self.mv = memoryview(buf)
         self.size = size
         self.budget = budget
-        self.slots = [[self.mv[k * size : (k + 1) * size]] for k in range(budget)]
+        self.views = [self.mv[k * size : (k + 1) * size] for k in range(budget)]
+        """Read targets for a TUN with a virtio-net header (it fills the first 10 bytes)."""
+        self.views_at = [self.mv[k * size + VNET_HDR_LEN : (k + 1) * size] for k in range(budget)]
+        """Read targets for a TUN without one: the packet lands at the same place."""
 
 
 class Flow:
     """A 5-tuple's forwarding decision (socket = outer source port, RLOC, LISP header,
     per-RLOC counters, tunnel-offload headers) and its pending ``UDP_SEGMENT`` batch."""
 
-    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "nbytes", "tnl")
+    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "limit", "short", "tnl")
 
     def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int]) -> None:
         self.sock = sock
@@ -65,9 +68,22 @@ class Flow:
         self.ctr = ctr
         self.iov: list[Buf] = []
         self.seg = 0
+        """Size of every packet of the batch (LISP header included) but the last."""
         self.count = 0
-        self.nbytes = 0
+        self.limit = 0
+        """Packets one batch of ``seg``-byte packets may hold."""
+        self.short = 0
+        """How much shorter than ``seg`` the last packet of the batch is."""
         self.tnl: TunnelHeader | None = None
+        """Outer headers for whole TCP super-packets (tunnel offload), or None."""
+
+    def start(self, parts: list[Buf], ln: int) -> None:
+        """Begin a batch with one packet of ``ln`` bytes."""
+        self.iov = parts
+        self.seg = ln
+        self.limit = min(MAX_SEGMENTS, MAX_BYTES // ln)
+        self.short = 0
+        self.count = 1
 
 
 class ItrPath:
@@ -80,6 +96,8 @@ class ItrPath:
     _gso_rx: list[int]
     _tap_fd: int | None
     _tnl_tx: list[int]
+    _readers: dict[int, Callable[[memoryview], int | None]]
+    """TUN fd -> ``readinto`` of an unbuffered file on it (None when it would block)."""
 
     _drop: Callable[[str], None]
     """Count a dropped packet by reason (provided by TunDataplane)."""
@@ -87,20 +105,23 @@ class ItrPath:
     _resolve: Callable[[int, dict[Any, Flow] | None, Any, memoryview, int, int], Flow | None]
     """Look up / build the flow entry of a packet (provided by TunDataplane)."""
 
-    def _drain_tun(self, fd: int, iid: int, ar: Arena) -> None:
-        """Read up to ``BUDGET`` packets from a TUN device, encapsulate, send in batches.
+    def _drain_tun(self, fd: int, iid: int, ar: Arena, vnet: bool) -> None:
+        """Read up to ``ar.budget`` packets from a TUN device, encapsulate, send in batches.
 
         Each read lands in its own slot of the arena, so the queued packets stay valid
         until the batches leave at the end of the drain.  The common packet (IPv4 without
         options or IPv6, TCP or UDP, not a fragment, no offload work) costs one unpack for
-        its 5-tuple, one dict lookup and two list appends.
+        its 5-tuple, one dict lookup, an 8-byte copy and one list append: every packet
+        lands ``VNET_HDR_LEN`` bytes into its slot (behind the virtio-net header of a
+        ``vnet`` TUN, or read there), and its LISP header goes in the 8 bytes in front of
+        it, so packet and header are one buffer of the batch.
         """
         arena = ar.buf
         mv = ar.mv
-        slots = ar.slots
+        views = ar.views if vnet else ar.views_at
+        vlen = VNET_HDR_LEN if vnet else 0
         slot_size = ar.size
-        readv = os.readv
-        off = VNET_HDR_LEN if self.offload else 0
+        readinto = self._readers[fd]
         flows = self._flows5.get(iid)
         if flows is None:
             flows = self._flows5[iid] = {}
@@ -111,51 +132,51 @@ class ItrPath:
         try:
             for k in range(ar.budget):
                 try:
-                    n = readv(fd, slots[k])
-                except BlockingIOError:
-                    break
+                    n = readinto(views[k])
                 except OSError as e:
                     if e.errno != errno.EBADF:
                         self._drop("tun-read-error")
                     break
+                if n is None:  # EAGAIN: drained
+                    break
                 base = k * slot_size
-                p = base + off
-                m = n - off
-                if m < 40 or (off and (arena[base + 1] or arena[base] & 1)):
-                    self._tun_slow(iid, flows, base, n, pending, ar)
+                m = n - vlen
+                if m < 40 or (vnet and (arena[base + 1] or arena[base] & 1)):
+                    self._tun_slow(iid, flows, base, m, pending, ar, vnet)
                     continue
+                p = base + VNET_HDR_LEN
+                end = p + m
                 b0 = arena[p]
                 if b0 == 0x45:
                     key = key4(arena, p)
                     if key[1] not in (6, 17) or key[0] & 0x3FFF:
-                        self._tun_slow(iid, flows, base, n, pending, ar)
+                        self._tun_slow(iid, flows, base, m, pending, ar, vnet)
                         continue
                 elif b0 >> 4 == 6:
                     key = key6(arena, p)
                     if key[0] not in (6, 17):
-                        self._tun_slow(iid, flows, base, n, pending, ar)
+                        self._tun_slow(iid, flows, base, m, pending, ar, vnet)
                         continue
                 else:
-                    self._tun_slow(iid, flows, base, n, pending, ar)
+                    self._tun_slow(iid, flows, base, m, pending, ar, vnet)
                     continue
                 f = flows_get(key)
                 if f is None:
-                    f = self._new_flow(iid, flows, key, mv[p : p + m], m, 0)
+                    f = self._new_flow(iid, flows, key, mv[p:end], m, 0)
                     if f is None:
                         continue
+                h = base + 2
+                arena[h:p] = f.header
                 ln = m + 8
                 cnt = f.count
                 if cnt:
-                    if ln == f.seg and cnt < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
-                        f.iov += (f.header, mv[p : p + m])
+                    if ln == f.seg and cnt < f.limit:
+                        f.iov.append(mv[h:end])
                         f.count = cnt + 1
-                        f.nbytes += ln
                         continue
-                    self._flow_add(f, [f.header, mv[p : p + m]], ln, pending)
+                    self._flow_add(f, [mv[h:end]], ln, pending)
                     continue
-                f.iov = [f.header, mv[p : p + m]]
-                f.seg = f.nbytes = ln
-                f.count = 1
+                f.start([mv[h:end]], ln)
                 pending.append(f)
         finally:
             for f in pending:
@@ -165,17 +186,15 @@ class ItrPath:
     def _flow_add(self, f: Flow, parts: list[Buf], ln: int, pending: list[Flow]) -> None:
         """Queue one encapsulated packet on its flow's batch (general case)."""
         if f.count:
-            if ln <= f.seg and f.count < MAX_SEGMENTS and f.nbytes + ln <= MAX_BYTES:
+            if ln <= f.seg and f.count < f.limit:
                 f.iov += parts
                 f.count += 1
-                f.nbytes += ln
                 if ln < f.seg:  # only the last segment of a batch may be shorter
+                    f.short = f.seg - ln
                     self._flush(f)
                 return
             self._flush(f)
-        f.iov = list(parts)
-        f.seg = f.nbytes = ln
-        f.count = 1
+        f.start(list(parts), ln)
         if f not in pending:
             pending.append(f)
 
@@ -187,23 +206,23 @@ class ItrPath:
         if reason is None:
             ctr = f.ctr
             ctr[0] += count
-            ctr[1] += f.nbytes - 8 * count
+            ctr[1] += (f.seg - 8) * count - f.short
             self._sends[0] += 1
             self._sends[1] += count
         else:
             self._drop(reason)
 
-    def _tun_slow(self, iid: int, flows: dict[Any, Flow], base: int, n: int, pending: list[Flow], ar: Arena) -> None:
-        """Everything off the common path: offload work, fragments, other protocols, short packets."""
+    def _tun_slow(self, iid: int, flows: dict[Any, Flow], base: int, m: int, pending: list[Flow], ar: Arena,
+                  vnet: bool) -> None:
+        """Everything off the common path: offload work, fragments, other protocols, short packets.
+        The ``m``-byte packet is at ``base + VNET_HDR_LEN``; a ``vnet`` TUN's header in front."""
         arena = ar.buf
-        off = VNET_HDR_LEN if self.offload else 0
-        p = base + off
-        m = n - off
+        p = base + VNET_HDR_LEN
         if m < 20:
             self._drop("short-packet")
             return
         gso_size = 0
-        if off:
+        if vnet:
             # virtio_net_hdr: a TSO super-packet (TUN_F_TSO*) is cut into MSS-sized
             # packets; a single packet with a partial checksum (TUN_F_CSUM) gets it now
             if arena[base + 1]:
@@ -285,7 +304,6 @@ class ItrPath:
         ctr[1] += m + (segs - 1) * hl
         self._tnl_tx[0] += 1
         return True
-
 
 
 __all__ = ["BUDGET", "Buf", "Flow", "ItrPath"]
