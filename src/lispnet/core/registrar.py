@@ -3,8 +3,9 @@
 
 Three ways in, one set of rules:
 
-1. **Identical refresh** (``_refresh_fast``): a Map-Register read by
-   ``regfast.parse_register`` whose every record matches, signature for signature, a
+1. **Identical refresh** (``_refresh_quick`` for a one-record Map-Register with a bare
+   IPv4/IPv6 EID, read at fixed offsets; ``_refresh_fast`` for the other shapes
+   ``regfast.parse_register`` reads): every record matches, signature for signature, a
    registration the same registrant already holds.  When no two sites' prefixes overlap
    (so the site is the registration's own), the HMAC is checked on the raw bytes and
    the registrations' expiry moved; the Map-Notify is the register with a new first
