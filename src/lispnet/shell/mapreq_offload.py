@@ -137,6 +137,10 @@ class MapRequestOffload:
             self._ncpu = ncpu
             prog_fd = self.obj.program_fd("mapreq_answer")
             self.created_qdisc = libbpf.tc_hook_create(self.ifindex)
+            old = libbpf.tc_query(self.ifindex, handle=TC_HANDLE, priority=TC_PRIORITY)
+            if old is not None:
+                log.warning("replacing map-request offload program %d on %s (left by a killed daemon, or another "
+                            "daemon offloading on this interface: one per interface)", old, self.ifname)
             self.prog_id = libbpf.tc_attach(self.ifindex, prog_fd, handle=TC_HANDLE, priority=TC_PRIORITY)
         except BaseException:
             self.close()
