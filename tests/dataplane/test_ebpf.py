@@ -520,7 +520,8 @@ def test_too_big_gso_packets_get_icmp_and_tcp_adapts(small_mtu_pair: Pair) -> No
 
 
 def test_too_big_message_layout() -> None:
-    from lispnet.dataplane.ebpf_slow import checksum, too_big_message
+    from lispnet.dataplane.ebpf_slow import too_big_message
+    from lispnet.wire.ip import internet_checksum as checksum
 
     ip4 = bytes.fromhex("45000514abcd4000" "4006" "0000" "0a010002" "0a020002") + bytes(1280)
     msg = too_big_message(ip4, 1464)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
+from ..wire.ip import internet_checksum
 from . import libbpf
 from .encap import DATA_PORT, EncapError, decapsulate
 
@@ -49,16 +50,6 @@ IP_PMTUDISC_DONT = 0
 UDP_NO_CHECK6_RX = 102
 
 
-def checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum."""
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def too_big_message(packet: bytes, mtu: int) -> tuple[int, IPAddr, bytes] | None:
     """(family, inner source, ICMP message) telling the source of ``packet`` to fit ``mtu``.
 
@@ -75,7 +66,7 @@ def too_big_message(packet: bytes, mtu: int) -> tuple[int, IPAddr, bytes] | None
             return None
         mtu = max(68, min(mtu, 0xFFFF))
         body = struct.pack("!BBHHH", ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, 0, 0, mtu) + packet[:ICMP4_MAX_QUOTE]
-        msg = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+        msg = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
         return 4, IPv4Address(packet[12:16]), msg
     if len(packet) >= 40 and packet[0] >> 4 == 6:
         if packet[6] == 58 and len(packet) > 40 and packet[40] < 128:
