@@ -16,6 +16,7 @@ from ..db.lpm import LpmTable
 from ..db.sites import (
     ACTION_BY_NAME,
     ACTION_NAMES,
+    STATIC,
     AllowedPrefix,
     Registration,
     RegistrationTable,
@@ -57,7 +58,7 @@ class MapServerService:
         d = s.to_dict(include_keys=False)
         regs = list(self.registrations.items(site=name))
         d["registered-prefixes"] = len(regs)
-        d["registrations"] = sum(len(e.registrants) for e in regs)
+        d["registrations"] = sum(e.count() for e in regs)
         d["rejections"] = [r.to_dict() for (sn, _), r in sorted(self._rejections.items(), key=_rej_key) if sn == name]
         return d
 
@@ -143,9 +144,10 @@ class MapServerService:
 
     def delete_static_mapping(self, prefix: EidPrefix) -> bool:
         entry = self.registrations.get(prefix)
-        if entry is None or "static" not in entry.registrants:
+        reg = entry.registrant(STATIC) if entry is not None else None
+        if reg is None:
             return False
-        self._remove_registration(entry.registrants["static"])
+        self._remove_registration(reg)
         self._emit(SiteChanged("static-mapping", str(prefix), "deleted"))
         return True
 
@@ -153,7 +155,7 @@ class MapServerService:
         """Static mappings in the ``config.model.StaticMapping`` schema."""
         out = []
         for entry in self.registrations.items():
-            reg = entry.registrants.get("static")
+            reg = entry.registrant(STATIC)
             if reg is None:
                 continue
             out.append(
@@ -217,7 +219,7 @@ class MapServerService:
             for name in list(self.sites):
                 self.delete_site(name)
             for entry in list(self.registrations.items()):
-                if "static" in entry.registrants:
+                if entry.registrant(STATIC) is not None:
                     self.delete_static_mapping(entry.prefix)
         for s in sites:
             self.add_site(s)
