@@ -134,6 +134,33 @@ def test_tcp_super_packets_cross_whole(lab: Lab) -> None:
     assert _tcp_csum_errors(lab, "h2") == csum
 
 
+def test_tcp_super_packets_are_cut_to_fit_a_smaller_underlay_mtu(lab: Lab) -> None:
+    """With 1500 bytes toward the RLOC, a 1448-byte segment plus 108 bytes of headers does
+    not fit: the ITR asks the kernel for smaller segments (the ITR counts more LISP packets
+    than the ETR, which cuts again at its LAN MTU), nothing is dropped for size."""
+    _needs_tunnel_offload(lab)
+    from lispnet.dataplane import netlink
+
+    def mtu(value: int) -> None:
+        with netlink.open_ipr(lab.namespace("xtr1")) as ipr:
+            netlink.link_up(ipr, "ul0", mtu=value)
+
+    b1, b2 = checks.forwarding(lab, "xtr1"), checks.forwarding(lab, "xtr2")
+    csum = _tcp_csum_errors(lab, "h2")
+    mtu(1500)
+    try:
+        _transfer(lab, 8 * 1024 * 1024)
+    finally:
+        mtu(1600)
+    a1, a2 = checks.forwarding(lab, "xtr1"), checks.forwarding(lab, "xtr2")
+    sent = a1["tnl.super-packets"] - b1["tnl.super-packets"]
+    assert sent > 0 and a2["tnl.super-datagrams"] - b2["tnl.super-datagrams"] == sent
+    encap = a1["encap.packets.fd00:255::12"] - b1["encap.packets.fd00:255::12"]
+    decap = a2["decap.packets.fd00:255::11"] - b2["decap.packets.fd00:255::11"]
+    assert encap > decap > 0, (encap, decap)  # 1392-byte segments on the underlay, 1448 on h2's LAN
+    assert _tcp_csum_errors(lab, "h2") == csum
+
+
 FEATURES = """
 import sys
 from pyroute2.ethtool import Ethtool

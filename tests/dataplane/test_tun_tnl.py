@@ -55,11 +55,13 @@ def test_outer_headers_and_vnet_fields(v6: bool) -> None:
         assert parse_lisp_header(bytes(udp.payload)[:8]) == parse_lisp_header(lisp)
 
 
-def test_fits_is_the_segment_against_the_route_mtu() -> None:
+def test_room_is_the_segment_payload_the_route_mtu_leaves() -> None:
     th4 = TunnelHeader(MAC, "10.0.0.1", "10.0.0.2", 0xF000, lisp_header(1, 0, 1), 1600)
-    assert th4.fits(52, 1448)  # 20 + 16 + 52 + 1448 = 1536
-    assert not th4.fits(52, 1600 - 20 - 16 - 52 + 1)
+    assert th4.room(52) == 1600 - 20 - 16 - 52
     th6 = TunnelHeader(MAC, "fd00::1", "fd00::2", 0xF000, lisp_header(1, 0, 1), 1556)
-    assert th6.fits(52, 1448) and not th6.fits(60, 1448)
+    assert th6.room(52) == 1448 and th6.room(60) == 1440
+    lo = TunnelHeader(MAC, "127.0.0.1", "127.0.0.1", 0xF000, lisp_header(1, 0, 1))
+    assert lo.mtu == 0 and lo.room(40) == lo.mtu - 20 - 16 - 40
+    assert lo.mtu > 60000  # looked up on first use: the loopback route's MTU
     buf = th6.prepare(72 + 2 * 1428, GSO_TCPV6, 1428, 40, 16, 72)
     assert VNET.unpack_from(buf)[1] == GSO_UDP_TUNNEL_IPV6 | GSO_TCPV6

@@ -86,7 +86,7 @@ from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
 from .tun_etr import EtrPath, LsbCallback
 from .tun_gso import VNET_HDR_LEN, segment_tcp
 from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
-from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap, route_mtu
+from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap
 from .udp_gso import enable_gro
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,6 @@ class _Compiled:
     only: int | None = None
     drop_reason: str = ""
     counters: list[list[int]] = field(default_factory=list)
-    mtus: list[int] = field(default_factory=list)
-    """Route MTU toward each RLOC (tunnel offload: does a whole segment fit)."""
 
 
 class _Table:
@@ -535,7 +533,6 @@ class TunDataplane(ItrPath, EtrPath):
                 c.locs.append((loc.priority, loc.weight, up))
                 c.dsts.append((fam, (str(loc.address), DATA_PORT), str(loc.address)))
                 c.counters.append([0, 0])
-                c.mtus.append(route_mtu(str(loc.address), fam) if self._tap_fd is not None else 0)
                 if up and loc.priority != 255:
                     usable.append(i)
             if old is not None and len(old.counters) == len(c.counters):
@@ -635,10 +632,10 @@ class TunDataplane(ItrPath, EtrPath):
         fam, addr, text = c.dsts[idx]
         sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
         f = Flow(sock, addr, c.header, c.counters[idx])
-        if self._tap_fd is not None and c.mtus[idx]:
+        if self._tap_fd is not None:
             src = next((r for r in self._rlocs if (r.version == 4) == (fam == socket.AF_INET)), None)
             if src is not None:
-                f.tnl = TunnelHeader(self._tap_mac, str(src), text, 0xF000 | (h & 0x0FFF), c.header, c.mtus[idx])
+                f.tnl = TunnelHeader(self._tap_mac, str(src), text, 0xF000 | (h & 0x0FFF), c.header)
         if flows is not None:
             if len(flows) >= FLOW_CACHE_MAX:
                 flows.clear()

@@ -8,10 +8,10 @@ appends: the 5-tuple cache maps it to a :class:`Flow` holding the outer socket (
 port is the flow hash), the RLOC, the LISP header, the per-RLOC counters and the
 flow's pending ``UDP_SEGMENT`` batch.  Everything else takes ``_tun_slow``.
 
-A TCP TUN (tunnel offload, ``tun_tnl``) hands over TSO super-packets: when the flow's
-RLOC route holds a whole segment, the super-packet leaves in one write to the offload TAP
-with the outer headers in front (the kernel cuts it into LISP packets where needed);
-otherwise it is cut here (``tun_gso.segment_tcp``).
+A TCP TUN (tunnel offload, ``tun_tnl``) hands over TSO super-packets: each leaves in
+one write to the offload TAP with the outer headers in front (the kernel cuts it into
+LISP packets where needed, at most as big as the route MTU toward the RLOC allows);
+without the offload it is cut here (``tun_gso.segment_tcp``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from .udp_gso import MAX_BYTES, MAX_SEGMENTS, send_batch
 
 BUDGET = 64
 """Packets read (or GRO batches received) per fd per wake-up."""
+MIN_SEGMENT = 256
+"""Smallest TCP payload per segment the tunnel offload cuts to (else: cut here)."""
 TCP_BUDGET = 16
 """Reads per wake-up from a TCP TUN (each up to a 64 KB super-packet)."""
 _KEY4 = struct.Struct("!6xHxB2x12s")
@@ -276,16 +278,20 @@ class ItrPath:
         return self._resolve(iid, flows, key, pkt, m, gso_size)
 
     def _tnl_send(self, f: Flow, arena: bytearray, mv: memoryview, base: int, p: int, m: int, gso_size: int) -> bool:
-        """Write a TCP super-packet to the offload TAP behind the flow's outer headers.
-        False (nothing sent) when a segment would not fit the RLOC's route MTU."""
+        """Write a TCP super-packet to the offload TAP behind the flow's outer headers, cut
+        (by the kernel, where needed) at the sender's MSS or at what the route MTU toward
+        the RLOC leaves room for.  False (nothing sent) when that is next to nothing."""
         tnl = f.tnl
         tap = self._tap_fd
         assert tnl is not None
         b0 = arena[p]
         ihl = (b0 & 0x0F) << 2 if b0 >> 4 == 4 else 40
         hl = ihl + ((arena[p + ihl + 12] >> 4) << 2)
-        if tap is None or not tnl.fits(hl, gso_size):
+        room = tnl.room(hl)
+        if tap is None or room < MIN_SEGMENT:
             return False
+        if room < gso_size:
+            gso_size = room
         if f.count:  # earlier packets of the flow leave first
             self._flush(f)
         # gso_type: TCPV4/TCPV6, with the ECN flag when the sender's first segment has CWR

@@ -26,9 +26,10 @@ MLD - is read and dropped).  Its IPv4 side accepts our own RLOC as a source
 (``accept_local``); forwarding must be on (an xTR routes anyway).
 
 The outer UDP checksum is zero (RFC 9300 section 5.3; over IPv6 RFC 6935/6936, the ETR
-sets ``UDP_NO_CHECK6_RX``); the outer IPv4 header has DF clear, so a path MTU below the
-segment size fragments instead of dropping.  The ITR uses this path only for RLOCs whose
-route MTU holds a whole segment (``fits``).
+sets ``UDP_NO_CHECK6_RX``); the outer IPv4 header has DF clear.  The segment size is the
+sender's MSS, or less when the route MTU toward the RLOC (looked up on a flow's first
+super-packet) cannot hold such a segment behind the outer headers: the kernel then cuts
+smaller TCP segments, each an ordinary LISP packet that fits (``room``).
 """
 
 from __future__ import annotations
@@ -113,11 +114,13 @@ class TunnelHeader:
     patched per super-packet: lengths, outer IPv4 checksum, GSO fields.  ``buf`` is written
     with the inner packet right behind it (one ``writev``)."""
 
-    __slots__ = ("buf", "v4", "ip_at", "inner_nh", "base_sum", "mtu")
+    __slots__ = ("buf", "v4", "ip_at", "inner_nh", "base_sum", "dst", "mtu")
 
-    def __init__(self, dst_mac: bytes, src: str, dst: str, sport: int, lisp: bytes, mtu: int) -> None:
+    def __init__(self, dst_mac: bytes, src: str, dst: str, sport: int, lisp: bytes, mtu: int = 0) -> None:
         self.v4 = ":" not in dst
+        self.dst = dst
         self.mtu = mtu
+        """Route MTU toward the RLOC (0: look it up when first needed)."""
         self.ip_at = TNL_VNET_LEN + ETH_LEN
         eth = dst_mac + b"\x02\x00\x00\x00\x43\x41" + (b"\x08\x00" if self.v4 else b"\x86\xdd")
         if self.v4:
@@ -132,9 +135,12 @@ class TunnelHeader:
         self.buf = bytearray(bytes(TNL_VNET_LEN) + eth + ip + udp + lisp)
         self.inner_nh = ETH_LEN + len(ip) + UDP_LISP_LEN
 
-    def fits(self, hl: int, gso_size: int) -> bool:
-        """Whether one segment (outer headers + inner headers + ``gso_size``) fits the route MTU."""
-        return self.inner_nh - ETH_LEN + hl + gso_size <= self.mtu
+    def room(self, hl: int) -> int:
+        """The biggest TCP payload per segment whose LISP packet (outer headers, LISP header,
+        ``hl`` bytes of inner IP + TCP headers) fits the route MTU toward the RLOC."""
+        if not self.mtu:
+            self.mtu = route_mtu(self.dst, socket.AF_INET if self.v4 else socket.AF_INET6)
+        return self.mtu - (self.inner_nh - ETH_LEN) - hl
 
     def prepare(self, inner_len: int, gso_type: int, gso_size: int, csum_start: int, csum_offset: int,
                 hl: int) -> bytearray:
