@@ -250,7 +250,9 @@ def main() -> int:
         sends, pkts = st.get("gso.udp-sends", 0), st.get("gso.udp-packets", 0)
         drops = {k: v for k, v in st.items() if k.startswith("drop.")}
         print(f"{node}: {pkts} packets in {sends} sendmsg ({pkts / max(sends, 1):.1f}/call), "
-              f"{st.get('gso.coalesced-writes', 0)} coalesced TUN writes, drops {drops}")
+              f"{st.get('gso.coalesced-writes', 0)} coalesced TUN writes, "
+              f"{st.get('tnl.super-packets', 0)} TCP super-packets sent whole, "
+              f"{st.get('tnl.super-datagrams', 0)} received whole, drops {drops}")
     print(json.dumps({"results": results, "runs": runs, "load": load}))
     return 0
 
