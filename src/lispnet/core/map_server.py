@@ -149,6 +149,8 @@ class MapServer(Registrar, MapServerService):
         self._interned: dict[Any, Any] = {}
         self._negfast = NegativeFastCache()
         self._addr_text: dict[bytes | IPAddr, str] = {}
+        self._src_text: dict[int, tuple[Endpoint, str]] = {}
+        """Address text of a Map-Register's source Endpoint, by object identity."""
         """Destination address text by packed address / ETR address (``fast_reply``)."""
         c = self.config
         burst = c.map_request_burst if c.map_request_burst is not None else max(1.0, c.map_request_rate)
@@ -310,7 +312,14 @@ class MapServer(Registrar, MapServerService):
         if notify is None:
             return None
         c.messages_out["map-notify"] += 1
-        return notify, self._text_of(src.address), src.port
+        hit = self._src_text.get(id(src))  # the shell keeps one Endpoint per peer
+        if hit is not None and hit[0] is src:
+            return notify, hit[1], src.port
+        text = self._text_of(src.address)
+        if len(self._src_text) >= 8192:
+            self._src_text.clear()
+        self._src_text[id(src)] = (src, text)  # holding src keeps its id from being reused
+        return notify, text, src.port
 
     def _on_plain_request(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         if not self.config.accept_plain_requests:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from hmac import compare_digest
 from ipaddress import IPv4Address, IPv6Address
+from math import ceil
 from typing import Any, NamedTuple
 
 from ..db.lpm import LpmTable
@@ -198,8 +199,10 @@ class Registrar:
             reg.etr = self._intern(("etr", src), (addr, src.port))
         reg.last_registered = now
         reg.registrations += 1
-        reg.expires_at = now + (reg.ttl * 60.0 if reg.use_ttl else self.config.registration_timeout_s)
-        self.expiry.add(reg)
+        at = reg.expires_at = now + (reg.ttl * 60.0 if reg.use_ttl else self.config.registration_timeout_s)
+        filed = reg.filed_at
+        if not filed or filed > ceil(at):  # ExpiryBuckets.add is a no-op otherwise
+            self.expiry.add(reg)
         self.counters.registrations["accepted"] += 1
         if not data[2] & M_BYTE2:
             return _DONE
