@@ -35,6 +35,18 @@ load average 2.4-4.0 from other engineers' labs on the 2 cores, so rates are low
     1 k   3        3,327         3,836          27,935 (40)            9,996 (57)              2,183
     100 k 1        3,985         4,127           8,283 (51)           20,461 (44)              1,035
     100 k 3        3,484         8,111          23,507 (38)            9,997 (60)              1,470
+
+Register side after the Map-Register fast path (``core/regfast.py``, ``core/registrar.py``;
+``--workers 1``; 1 k / 100 k: ``--eids 1000,100000 --rounds 3``, load average 0.9-2.2;
+1 M: ``--eids 1000000 --rounds 1``, load average 1.2-1.5):
+
+    EIDs  first-time/s  refresh offered -> accepted/s (daemon us/reg)  RSS B/EID
+    1 k   5,586         29,986 -> 25,730 (37.1)                        1,581
+    100 k 11,705        39,987 -> 32,604 (28.5)                          728
+    1 M   9,632         36,663 -> 29,046 (32.2)                          707
+
+(1 k first-time is the latency of four 256-register windows, not a rate; RSS at 1 k is
+mostly the interpreter's own growth.)
 """
 
 from __future__ import annotations
