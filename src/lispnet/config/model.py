@@ -485,6 +485,9 @@ class Node(ConfigModel):
     """xTR: interfaces whose addresses are local RLOCs."""
     data_port: Annotated[int, Field(ge=0, le=65535)] = 4341
     """xTR: UDP data port."""
+    tun_tunnel_offload: bool = True
+    """xTR, TUN data plane: TCP super-packets cross whole through UDP-tunnel GSO when the
+    kernel has it (Linux 6.17+); false = the kernel cuts TCP before the TUN."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Map-Request answering processes sharing the control port (SO_REUSEPORT); 1 = in-process."""
     map_request_offload: MapRequestOffloadName = "off"
