@@ -166,7 +166,7 @@ def _agrees(data: bytes) -> None:
         assert (q.afi, q.addr, q.mask_len, q.sig) == (rv.afi, rv.addr, rv.mask_len, rv.sig)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(map_register())
 def test_parse_register_agrees_with_the_decoder(reg: tuple[bytes, Endpoint]) -> None:
     data, _ = reg
@@ -174,7 +174,7 @@ def test_parse_register_agrees_with_the_decoder(reg: tuple[bytes, Endpoint]) -> 
     _agrees(data)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(map_register(), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 7)), min_size=1, max_size=3),
        st.integers(-8, 8))
 def test_parse_register_never_accepts_what_the_decoder_refuses(
