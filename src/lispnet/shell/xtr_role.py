@@ -99,12 +99,14 @@ def local_rlocs(config: NodeConfig) -> list[IPAddr]:
     return rlocs
 
 
-def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | None = None) -> Dataplane | None:
+def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | None = None,
+                   tunnel_offload: bool = True) -> Dataplane | None:
     """The backend called ``name`` (``dataplane.select``); unavailable ones fall back to TUN.
 
     ``rloc_ifaces``: the RLOC-facing interfaces (kernel backends decapsulate there);
     None lets the backend find the interfaces holding the local RLOCs.  The EID-facing
     interfaces are the ``[[instance]]`` interfaces, given through ``set_instances``.
+    ``tunnel_offload``: the TUN backend may use UDP-tunnel GSO when the kernel has it.
     """
     if name == "none":
         return None
@@ -114,7 +116,8 @@ def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | N
     if name not in KINDS:
         logger.warning("unknown dataplane %r: falling back to tun", name)
         name = "tun"
-    return select_backend(name, rloc_ifaces=rloc_ifaces)
+    tun_kwargs: dict[str, Any] = {} if tunnel_offload else {"tunnel_offload": False}
+    return select_backend(name, rloc_ifaces=rloc_ifaces, tun_kwargs=tun_kwargs)
 
 
 UDP_NO_CHECK6_RX = 102
@@ -124,8 +127,8 @@ def accept_zero_udp6_checksums(dp: Dataplane) -> None:
     """RFC 9300 section 5.3: an ETR MUST accept LISP packets with a zero UDP checksum,
     which ITRs SHOULD send, also over IPv6 (RFC 6935/6936; the eBPF ITR does).  Linux
     drops them on a UDP6 socket unless ``UDP_NO_CHECK6_RX`` is set, so set it on a
-    user-space backend's receive sockets.  (Belongs in the TUN backend's ``_open_rx``;
-    kept here until it moves there.)"""
+    user-space backend's receive sockets.  (The TUN backend's ``_open_rx`` sets it too;
+    this covers any other user-space backend.)"""
     import socket
 
     for sock in list(getattr(dp, "_rx", {}).values()):
@@ -210,7 +213,8 @@ async def build_xtr(ctx: RoleContext) -> RoleRuntime:
             now=ctx.clock(),
         )
 
-    dp = make_dataplane(cfg.node.dataplane, logger, list(cfg.node.rloc_interfaces) or None)
+    dp = make_dataplane(cfg.node.dataplane, logger, list(cfg.node.rloc_interfaces) or None,
+                        cfg.node.tun_tunnel_offload)
     instances = {i.instance_id: i.interface for i in cfg.instance} or {0: ""}
 
     def on_miss(miss: Miss) -> None:
