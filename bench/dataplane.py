@@ -37,6 +37,8 @@ import sys
 import time
 from typing import Any
 
+from blaster import BLAST
+
 from lispnet.dataplane import netlink
 from lispnet.lab.lab import Lab, build, down, ns_popen, up
 from lispnet.lab.topology import load_topology
@@ -67,29 +69,6 @@ def iperf(lab: Lab, args: list[str], seconds: int, streams: int = 1) -> list[dic
             except subprocess.TimeoutExpired:
                 srv.kill()
                 srv.wait()
-
-
-BLAST = """
-import socket, sys, time
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-sock.bind(("0.0.0.0", int(sys.argv[2])))
-sock.connect((sys.argv[1], 9))
-payload = bytes(int(sys.argv[4]))
-send = sock.send
-end = time.monotonic() + float(sys.argv[3])
-n = 0
-while True:
-    for _ in range(1000):
-        try:
-            send(payload)
-        except OSError:
-            pass
-    n += 1000
-    if time.monotonic() >= end:
-        break
-print(n)
-"""
 
 
 SINK = """

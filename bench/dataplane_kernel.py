@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "dataplane"))
 sys.path.insert(0, str(ROOT / "src"))
 
+from blaster import BLAST, PAYLOAD_64B_FRAME  # noqa: E402
 from kernel_topo import Topo  # noqa: E402
 
 from lispnet.dataplane.base import FwdEntry, FwdLocator  # noqa: E402
@@ -104,29 +105,6 @@ def iperf(topo: Topo, seconds: float, udp: bool) -> float:
             server.wait()
 
 
-BLAST = """
-import os, socket, sys, time
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-sock.bind(("0.0.0.0", int(sys.argv[2])))
-sock.connect((sys.argv[1], 9))
-payload = bytes(18)
-send = sock.send
-end = time.monotonic() + float(sys.argv[3])
-n = 0
-while True:
-    for _ in range(1000):
-        try:
-            send(payload)
-        except OSError:
-            pass
-    n += 1000
-    if time.monotonic() >= end:
-        break
-print(n)
-"""
-
-
 def _rx_packets(topo: Topo, node: str, dev: str) -> int:
     return int(topo.ns(node, "cat", f"/sys/class/net/{dev}/statistics/rx_packets").stdout)
 
@@ -137,7 +115,7 @@ def blast(topo: Topo, seconds: float, senders: int) -> float:
     t0 = time.monotonic()
     procs = [
         subprocess.Popen(
-            ["ip", "netns", "exec", topo.h1, sys.executable, "-c", BLAST, "10.2.0.2", str(40000 + i), str(seconds)],
+            ["ip", "netns", "exec", topo.h1, sys.executable, "-c", BLAST, "10.2.0.2", str(40000 + i), str(seconds), str(PAYLOAD_64B_FRAME)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for i in range(senders)
