@@ -30,5 +30,16 @@ while True:
 print(n)
 """
 
+SINK = """
+import socket, sys, time
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((sys.argv[1], 9))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+"""The receiver: a socket on port 9 of the address in argv[1] that is never read (datagrams
+are counted, then dropped at its full buffer, as cheaply as a traffic sink; without it each
+one would cost an ICMP port-unreachable); it prints "ready" and lives until stdin closes."""
+
 PAYLOAD_64B_FRAME = 18
 """UDP payload of a 64-byte Ethernet frame (14 + 20 + 8 + 18 + 4 FCS)."""

@@ -37,7 +37,7 @@ import sys
 import time
 from typing import Any
 
-from blaster import BLAST
+from blaster import BLAST, SINK
 
 from lispnet.dataplane import netlink
 from lispnet.lab.lab import Lab, build, down, ns_popen, up
@@ -69,15 +69,6 @@ def iperf(lab: Lab, args: list[str], seconds: int, streams: int = 1) -> list[dic
             except subprocess.TimeoutExpired:
                 srv.kill()
                 srv.wait()
-
-
-SINK = """
-import socket, sys, time
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.bind((sys.argv[1], 9))
-print("ready", flush=True)
-sys.stdin.read()
-"""
 
 
 def _udp_arrived(lab: Lab, node: str) -> int:

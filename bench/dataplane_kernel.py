@@ -1,20 +1,17 @@
 #!/usr/bin/env python3
 """Kernel fast-path benchmark: eBPF LISP and VXLAN-GPE next to plain routing, same run.
 
-Lab (root, namespaces ``lnb-bench*``): h1 - x1 = u = x2 - h2 (tests/dataplane/kernel_topo.py).
-For each round and each mode it builds the lab afresh, programs the backend by hand and
-measures h1 -> h2 with iperf3: TCP throughput and 64-byte UDP packets per second (UDP
-payload 18 bytes: a 64-byte Ethernet frame with FCS), counting packets the receiver got.
-Modes are interleaved round by round so background load hits them alike; the report
-gives the median per mode and the ratio to plain routing.
+Lab (root, namespaces ``lnb-bench*``): h1 - x1 = u = x2 - h2 (tests/dataplane/kernel_topo.py),
+one lab per mode, the backend programmed by hand; h1 -> h2 is measured with iperf3 (TCP
+throughput) and with 64-byte frames (UDP payload 18 bytes) per second.
 
-UDP packets per second: iperf3 as the sender tops out near 60 kpps here (one thread,
-one ``send`` per packet behind a pacing timer), which measured iperf3, not forwarding.
-The default sender (``--udp-sender blast``) is a few processes in h1, one per CPU, each
-sending 18-byte UDP datagrams as fast as ``send`` goes on its own connected socket
-(distinct source ports, so flows spread like real traffic); the rate is what *arrived*
-at h2 (``rx_packets`` of its interface over the interval), so drops anywhere count
-against the path.  ``--udp-sender iperf3`` keeps the old measurement for comparison.
+UDP packets per second: iperf3 as the sender tops out near 60 kpps here, which measures
+iperf3, not forwarding.  The default sender (``--udp-sender blast``, ``bench/blaster.py``)
+is one process per CPU in h1, each sending 18-byte datagrams as fast as ``send`` goes on
+its own connected socket (distinct source ports, so flows spread like real traffic), to
+a sink socket in h2 that never reads; the rate is what *arrived* at h2 (``rx_packets`` of
+its interface over the interval), so drops anywhere count against the path.
+``--udp-sender iperf3`` keeps the old measurement for comparison.
 
 Pairing: the machine is shared and its speed drifts by tens of percent within a minute,
 so every mode's lab is built once and kept up, and each round measures all modes back to
@@ -43,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "dataplane"))
 sys.path.insert(0, str(ROOT / "src"))
 
-from blaster import BLAST, PAYLOAD_64B_FRAME  # noqa: E402
+from blaster import BLAST, PAYLOAD_64B_FRAME, SINK  # noqa: E402
 from kernel_topo import Topo  # noqa: E402
 
 from lispnet.dataplane.base import FwdEntry, FwdLocator  # noqa: E402
@@ -110,7 +107,21 @@ def _rx_packets(topo: Topo, node: str, dev: str) -> int:
 
 
 def blast(topo: Topo, seconds: float, senders: int) -> float:
-    """64-byte frames per second arriving at h2 from ``senders`` parallel senders in h1."""
+    """64-byte frames per second arriving at h2 from ``senders`` parallel senders in h1
+    (h2 runs a sink socket that never reads: the frames count at its interface)."""
+    sink = subprocess.Popen(
+        ["ip", "netns", "exec", topo.h2, sys.executable, "-c", SINK, "10.2.0.2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert sink.stdout is not None
+        sink.stdout.readline()
+        return _blast(topo, seconds, senders)
+    finally:
+        sink.communicate(input="", timeout=10)
+
+
+def _blast(topo: Topo, seconds: float, senders: int) -> float:
     before = _rx_packets(topo, "h2", "eth0")
     t0 = time.monotonic()
     procs = [
