@@ -70,6 +70,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from ..db.lpm import LpmTable
 from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from . import ebpf_gso, ebpf_slow, libbpf
@@ -341,6 +342,7 @@ class EbpfDataplane:
         self._instances: dict[int, str] = {}
         self._resolved: dict[int, _Instance] = {}
         self._entries: dict[EidPrefix, FwdEntry] = {}
+        self._lpm: LpmTable[FwdEntry] = LpmTable()  # user-space sends (held, too-big packets)
         # ifindex -> priority of our filter there; ifindexes whose clsact qdisc we created
         self._attached: dict[tuple[int, int], int] = {}
         self._created_hooks: set[int] = set()
@@ -453,12 +455,16 @@ class EbpfDataplane:
             return
         entry = FwdEntry(prefix, entry.locators, entry.action, entry.use_petr)
         self._entries[prefix] = entry
+        self._lpm.insert(prefix, entry)
         if self._obj is not None:
             self._write_entry(entry)
 
     def remove(self, prefix: EidPrefix) -> None:
         prefix = prefix.masked()
-        if self._entries.pop(prefix, None) is None or self._obj is None:
+        if self._entries.pop(prefix, None) is None:
+            return
+        self._lpm.delete(prefix)
+        if self._obj is None:
             return
         self._fwd_map(prefix).delete(lpm_key(prefix))
 
@@ -568,13 +574,7 @@ class EbpfDataplane:
         return decap, eid
 
     def _match(self, iid: int, dst: IPAddr) -> FwdEntry | None:
-        best: FwdEntry | None = None
-        for prefix, entry in self._entries.items():
-            if prefix.iid == iid and prefix.contains_address(dst) and (
-                best is None or prefix.mask_len > best.prefix.mask_len
-            ):
-                best = entry
-        return best
+        return self._lpm.lookup(EidPrefix(iid, dst, dst.max_prefixlen))
 
     def _has_source(self, rloc: IPAddr) -> bool:
         return any(a.version == rloc.version for a in self._rlocs)
