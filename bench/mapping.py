@@ -38,15 +38,17 @@ load average 2.4-4.0 from other engineers' labs on the 2 cores, so rates are low
 
 Register side after the Map-Register fast path (``core/regfast.py``, ``core/registrar.py``;
 ``--workers 1``; 1 k / 100 k: ``--eids 1000,100000 --rounds 3``, load average 0.9-2.2;
-1 M: ``--eids 1000000 --rounds 1``, load average 1.2-1.5):
+1 M: ``--eids 1000000 --rounds 3 --phases refresh``, load average 1.6):
 
     EIDs  first-time/s  refresh offered -> accepted/s (daemon us/reg)  RSS B/EID
     1 k   5,586         29,986 -> 25,730 (37.1)                        1,581
     100 k 11,705        39,987 -> 32,604 (28.5)                          728
-    1 M   9,632         36,663 -> 29,046 (32.2)                          707
+    1 M   9,111         26,835 -> 22,939 (40.9)                          707
 
 (1 k first-time is the latency of four 256-register windows, not a rate; RSS at 1 k is
-mostly the interpreter's own growth.)
+mostly the interpreter's own growth.  Single-round 1 M runs gave 29,046/s (load 1.5) and
+14,911/s (load 2.1): the daemon needs 30-45 us of CPU per refresh, about 8 of them in the
+engine, the rest socket I/O and the shell, and gets less than a core when other work runs.)
 """
 
 from __future__ import annotations
