@@ -15,31 +15,15 @@ from lispnet.lab import checks
 from lispnet.lab.lab import Lab, down, ns_popen, up
 from lispnet.lab.topology import load_topology
 
+sys.path.insert(0, os.path.dirname(__file__))
+from tcp_transfer import SINK, SOURCE  # noqa: E402
+
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
 LAB = f"lnt-tun{os.getpid() % 10000}"
-
-SINK = """
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.2.0.10", 7000)); s.listen(1); print("ready", flush=True)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest(), flush=True)
-"""
-
-SOURCE = """
-import hashlib, os, socket, sys
-data = os.urandom(int(sys.argv[1]))
-c = socket.create_connection(("10.2.0.10", 7000)); c.sendall(data); c.close()
-print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
-"""
 
 UDP_SINK = """
 import socket, sys, time
@@ -75,10 +59,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 def test_tcp_transfer_is_byte_exact(lab: Lab) -> None:
     import subprocess
 
-    sink = ns_popen(lab.namespace("h2"), [sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    sink = ns_popen(lab.namespace("h2"), [sys.executable, "-c", SINK, "10.2.0.10"], stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        src = lab.exec("h1", [sys.executable, "-c", SOURCE, str(30 * 1024 * 1024)], timeout=120)
+        src = lab.exec("h1", [sys.executable, "-c", SOURCE, "10.2.0.10", str(30 * 1024 * 1024)], timeout=120)
         out, _ = sink.communicate(timeout=60)
     finally:
         if sink.poll() is None:
@@ -92,10 +76,10 @@ def test_tcp_transfer_is_byte_exact(lab: Lab) -> None:
 def _transfer(lab: Lab, size: int) -> None:
     import subprocess
 
-    sink = ns_popen(lab.namespace("h2"), [sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    sink = ns_popen(lab.namespace("h2"), [sys.executable, "-c", SINK, "10.2.0.10"], stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        src = lab.exec("h1", [sys.executable, "-c", SOURCE, str(size)], timeout=120)
+        src = lab.exec("h1", [sys.executable, "-c", SOURCE, "10.2.0.10", str(size)], timeout=120)
         out, _ = sink.communicate(timeout=60)
     finally:
         if sink.poll() is None:

@@ -17,6 +17,9 @@ import pytest
 from lispnet.dataplane import netlink
 from lispnet.lab.lab import ns_popen, ns_run, ns_sysctls
 
+sys.path.insert(0, os.path.dirname(__file__))
+from tcp_transfer import SINK, SOURCE  # noqa: E402
+
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
@@ -44,26 +47,6 @@ XTR = textwrap.dedent(
     dp.stop()
     """
 )
-
-SINK = """
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.2.0.2", 7000)); s.listen(1); print("ready", flush=True)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest(), flush=True)
-"""
-
-SOURCE = """
-import hashlib, os, socket, sys
-data = os.urandom(int(sys.argv[1]))
-c = socket.create_connection(("10.2.0.2", 7000)); c.sendall(data); c.close()
-print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
-"""
-
 
 def ns(node: str) -> str:
     return f"{PREFIX}-{node}"
@@ -119,10 +102,10 @@ def stop_xtrs(procs: list[subprocess.Popen[str]]) -> list[dict[str, int]]:
 
 
 def transfer(size: int) -> None:
-    sink = ns_popen(ns("h2"), [sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    sink = ns_popen(ns("h2"), [sys.executable, "-c", SINK, "10.2.0.2"], stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        src = ns_run(ns("h1"), [sys.executable, "-c", SOURCE, str(size)], timeout=120)
+        src = ns_run(ns("h1"), [sys.executable, "-c", SOURCE, "10.2.0.2", str(size)], timeout=120)
         out, _ = sink.communicate(timeout=60)
     finally:
         if sink.poll() is None:
