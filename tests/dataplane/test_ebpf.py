@@ -23,7 +23,7 @@ import pytest
 
 from lispnet.dataplane import libbpf
 from lispnet.dataplane.base import FwdEntry, FwdLocator, Miss
-from lispnet.dataplane.ebpf import ACT_DROP, ACT_ENCAP, ACT_NATIVE, decode_entry, encode_entry, lpm_key
+from lispnet.dataplane.ebpf_maps import ACT_DROP, ACT_ENCAP, ACT_NATIVE, decode_entry, encode_entry, lpm_key
 from lispnet.wire.enums import Action
 from lispnet.wire.prefix import EidPrefix
 
