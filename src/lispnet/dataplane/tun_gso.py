@@ -43,6 +43,32 @@ TCP_ACK = 0x10
 Iov = list[bytes | bytearray | memoryview]
 
 
+def _super_header(
+    buf: bytes | bytearray | memoryview, first: int, last: int, v4: bool, proto: int, ihl: int, hl: int, thl: int,
+    size: int, total_payload: int, first_flags: int, last_flags: int,
+) -> tuple[bytes, bytearray]:
+    """(virtio-net header, IP + transport header) of a super-packet merging the segments from
+    the one at ``first`` to the one at ``last``: lengths and IPv4 checksum for the whole,
+    the transport checksum left partial; TCP takes the newest segment's ack, window and
+    options, and ``first_flags`` plus the last segment's PSH/FIN."""
+    hdr = bytearray(buf[first : first + hl])
+    l4len = thl + total_payload
+    if v4:
+        hdr[2:4] = _H.pack(hl + total_payload)
+        hdr[10:12] = b"\x00\x00"
+        hdr[10:12] = _H.pack(ipv4_header_checksum(hdr))
+    else:
+        hdr[4:6] = _H.pack(l4len)
+    if proto == 6:
+        hdr[ihl + 8 : hl] = buf[last + ihl + 8 : last + hl]
+        hdr[ihl + 13] = first_flags | (last_flags & TCP_PSH_FIN)
+        hdr[ihl + 16 : ihl + 18] = _H.pack(_pseudo(buf, first, v4, 6, l4len))
+        return vnet_header(GSO_TCPV4 if v4 else GSO_TCPV6, hl, size, ihl, 16), hdr
+    hdr[ihl + 4 : ihl + 6] = _H.pack(l4len)
+    hdr[ihl + 6 : ihl + 8] = _H.pack(_pseudo(buf, first, v4, 17, l4len))
+    return vnet_header(GSO_UDP_L4, hl, size, ihl, 6), hdr
+
+
 def vnet_header(gso_type: int, hdr_len: int, gso_size: int, csum_start: int, csum_offset: int) -> bytes:
     """A virtio_net_hdr asking the kernel to finish the checksum (and segment when ``gso_type``)."""
     return _VNET.pack(F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, csum_offset)
@@ -169,24 +195,7 @@ def coalesce(buf: bytearray, mv: memoryview, spans: list[tuple[int, int]]) -> li
             continue
         sl, el = spans[j - 1]
         total_payload = size * (j - i - 1) + (el - sl - hl)
-        hdr = bytearray(buf[s : s + hl])
-        l4len = thl + total_payload
-        if v4:
-            hdr[2:4] = _H.pack(hl + total_payload)
-            hdr[10:12] = b"\x00\x00"
-            hdr[10:12] = _H.pack(ipv4_header_checksum(hdr))
-        else:
-            hdr[4:6] = _H.pack(l4len)
-        if proto == 6:
-            # ack, window and options of the newest segment; flags of the first plus PSH/FIN
-            hdr[ihl + 8 : hl] = buf[sl + ihl + 8 : sl + hl]
-            hdr[ihl + 13] = flags | (last_flags & TCP_PSH_FIN)
-            hdr[ihl + 16 : ihl + 18] = _H.pack(_pseudo(buf, s, v4, 6, l4len))
-            vnet = vnet_header(GSO_TCPV4 if v4 else GSO_TCPV6, hl, size, ihl, 16)
-        else:
-            hdr[ihl + 4 : ihl + 6] = _H.pack(l4len)
-            hdr[ihl + 6 : ihl + 8] = _H.pack(_pseudo(buf, s, v4, 17, l4len))
-            vnet = vnet_header(GSO_UDP_L4, hl, size, ihl, 6)
+        vnet, hdr = _super_header(buf, s, sl, v4, proto, ihl, hl, thl, size, total_payload, flags, last_flags)
         iov: Iov = [vnet, hdr]
         for k in range(i, j):
             a, b = spans[k]
@@ -281,23 +290,7 @@ def coalesce_batch(buf: bytearray, mv: memoryview, first: int, stride: int, coun
     else:
         last_flags = 0
     total_payload = payload * (count - 1) + (end - last - hl)
-    hdr = bytearray(buf[first : first + hl])
-    l4len = thl + total_payload
-    if v4:
-        hdr[2:4] = _H.pack(hl + total_payload)
-        hdr[10:12] = b"\x00\x00"
-        hdr[10:12] = _H.pack(ipv4_header_checksum(hdr))
-    else:
-        hdr[4:6] = _H.pack(l4len)
-    if proto == 6:
-        hdr[ihl + 8 : hl] = buf[last + ihl + 8 : last + hl]
-        hdr[ihl + 13] = TCP_ACK | (last_flags & TCP_PSH_FIN)
-        hdr[ihl + 16 : ihl + 18] = _H.pack(_pseudo(buf, first, v4, 6, l4len))
-        vnet = vnet_header(GSO_TCPV4 if v4 else GSO_TCPV6, hl, payload, ihl, 16)
-    else:
-        hdr[ihl + 4 : ihl + 6] = _H.pack(l4len)
-        hdr[ihl + 6 : ihl + 8] = _H.pack(_pseudo(buf, first, v4, 17, l4len))
-        vnet = vnet_header(GSO_UDP_L4, hl, payload, ihl, 6)
+    vnet, hdr = _super_header(buf, first, last, v4, proto, ihl, hl, thl, payload, total_payload, TCP_ACK, last_flags)
     iov: Iov = [vnet, hdr]
     a = first + hl
     for _ in range(count - 1):
