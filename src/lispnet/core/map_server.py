@@ -72,6 +72,7 @@ from ..db.sites import (
     Registration,
     RegistrationTable,
     SitePolicy,
+    configured_prefixes,
 )
 from ..wire.address import NoAddress
 from ..wire.control import Ecm, MapReply, MapRequest, parse_control
@@ -257,23 +258,15 @@ class MapServer(Registrar, MapServerService):
         return v
 
     def _rebuild_configured(self) -> None:
-        t: LpmTable[list[tuple[SitePolicy, AllowedPrefix]]] = LpmTable()
-        for s in self.sites.values():
-            for ap in s.eid_prefixes:
-                lst = t.exact(ap.prefix)
-                if lst is None:
-                    t.insert(ap.prefix, [(s, ap)])
-                else:
-                    lst.append((s, ap))
-        self.configured = t
+        self.configured = configured_prefixes(self.sites.values())
         self._conf_version += 1
         self._sites_overlap = any(
             other is not s
             for s in self.sites.values()
             for ap in s.eid_prefixes
-            for _, lst in t.covering(ap.prefix)
+            for _, lst in self.configured.covering(ap.prefix)
             for other, _ in lst
-        ) or any(len(lst) > 1 for _, lst in t.items())
+        ) or any(len(lst) > 1 for _, lst in self.configured.items())
 
     # ==================================================================== Map-Request
     def receive_fast(self, datagram: bytes, src: Endpoint, dst: Endpoint, now: float) -> tuple[bytes, str, int] | None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..db.lpm import LpmTable
 from ..db.negative import negative_prefix
-from ..db.sites import AllowedPrefix, SitePolicy
+from ..db.sites import AllowedPrefix, SitePolicy, configured_prefixes
 from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from .engine import CONTROL_PORT, Endpoint
@@ -139,15 +139,7 @@ class RequestReplica:
 
     # --- updates from the main process ---------------------------------------------
     def set_sites(self, sites: Iterable[SitePolicy], config: MapServerConfig) -> None:
-        t: LpmTable[list[tuple[SitePolicy, AllowedPrefix]]] = LpmTable()
-        for s in sites:
-            for ap in s.eid_prefixes:
-                lst = t.exact(ap.prefix)
-                if lst is None:
-                    t.insert(ap.prefix, [(s, ap)])
-                else:
-                    lst.append((s, ap))
-        self.configured = t
+        self.configured = configured_prefixes(sites)
         self._conf_version += 1
         if config != self.config:
             old = self.config

@@ -29,7 +29,7 @@ writes with ``to_toml_dict()``, so state files and API bodies round-trip.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
@@ -242,6 +242,19 @@ class SitePolicy:
 
 
 # --- registrations -------------------------------------------------------------------
+
+def configured_prefixes(sites: Iterable[SitePolicy]) -> LpmTable[list[tuple[SitePolicy, AllowedPrefix]]]:
+    """Every site's configured EID prefixes in one table (a prefix may belong to several sites)."""
+    t: LpmTable[list[tuple[SitePolicy, AllowedPrefix]]] = LpmTable()
+    for s in sites:
+        for ap in s.eid_prefixes:
+            lst = t.exact(ap.prefix)
+            if lst is None:
+                t.insert(ap.prefix, [(s, ap)])
+            else:
+                lst.append((s, ap))
+    return t
+
 
 
 @dataclass(slots=True)
