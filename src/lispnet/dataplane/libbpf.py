@@ -415,19 +415,10 @@ def run_in_netns(name: str | None, fn: Callable[..., T], *args: Any) -> T:
     backends do their pyroute2 work through this.  The thread's own namespace switch
     leaves the caller's untouched.
     """
-    result: list[T] = []
-    error: list[BaseException] = []
+    from .netlink import in_thread
 
-    def run() -> None:
-        try:
-            with netns(name):
-                result.append(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            error.append(e)
+    def run() -> T:
+        with netns(name):
+            return fn(*args)
 
-    t = threading.Thread(target=run, name="lispnet-netlink")
-    t.start()
-    t.join()
-    if error:
-        raise error[0]
-    return result[0]
+    return in_thread(run)
