@@ -5,7 +5,11 @@ Builds the demo topology twice (run as root):
 
 * ``lispnet``: the full lab (MS/MR, xTRs with the TUN data plane), h1 -> h2 encapsulated;
 * ``plain``: the same namespaces and links, no daemons, the xTRs route the EID prefixes
-  natively over the underlay.
+  natively over the underlay;
+* ``plain-batched``: ``plain`` with xtr1's LAN interface set up as the TUN xTR sets up
+  its LANs for UDP super-packets (GRO, UDP GRO forwarding, NAPI polls batched over
+  ``tun-lan-batch-us`` = 20 µs; ``lispnet.dataplane.tun_uso``): the kernel's own
+  forwarding with the same batching, so the comparison is like for like.
 
 For each it runs an iperf3 TCP test and a 64-byte UDP flood from h1 to h2, ``--runs``
 times, and prints the medians of Gbit/s, kpps (received) and the lispnet/plain ratio,
@@ -20,7 +24,8 @@ socket (distinct source ports: distinct flows); the rate is what *arrived* at h2
 path.  18 bytes of UDP payload make a 64-byte Ethernet frame (with FCS).
 ``--udp-sender iperf3`` keeps the iperf3 flood (``--streams`` processes, ``-b 0``).
 
-Labs are named ``lnv<pid>p`` (plain) and ``lnv<pid>l`` (lispnet) and always taken down.
+Labs are named ``lnv<pid>p`` (plain), ``lnv<pid>b`` (plain-batched) and ``lnv<pid>l``
+(lispnet) and always taken down.
 
     python bench/dataplane.py [--seconds 5] [--runs 3] [--udp-sender blast|iperf3] [--dataplane tun]
 """
@@ -156,6 +161,12 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+BATCH_LAN = """
+from lispnet.dataplane.tun_uso import gro_forwarding, napi_batching
+assert gro_forwarding("lan0") is not None and napi_batching("lan0", 20) is not None
+"""
+
+
 def plain_lab(name: str) -> Lab:
     topo = load_topology("demo").with_name(name)
     lab = build(topo)
@@ -177,7 +188,7 @@ def main() -> int:
                     help="parallel UDP sender processes (default: one per CPU for blast, 4 for iperf3)")
     ap.add_argument("--udp-len", type=int, default=18, help="UDP payload bytes (18: 64-byte frames)")
     ap.add_argument("--dataplane", default="tun")
-    ap.add_argument("--only", choices=("plain", "lispnet"), help="measure one path only")
+    ap.add_argument("--only", choices=("plain", "plain-batched", "lispnet"), help="measure one path only")
     args = ap.parse_args()
     streams = args.streams or ((os.cpu_count() or 2) if args.udp_sender == "blast" else 4)
     if os.geteuid() != 0:
@@ -187,14 +198,20 @@ def main() -> int:
     runs: dict[str, list[dict[str, float]]] = {}
     name = f"lnv{os.getpid() % 10000}"
     load = os.getloadavg()[0]
-    if args.only != "lispnet":
+    for kind, suffix in (("plain", "p"), ("plain-batched", "b")):
+        if args.only not in (None, kind):
+            continue
         try:
-            lab = plain_lab(name + "p")
-            runs["plain"] = [measure(lab, args.seconds, streams, args.udp_len, args.udp_sender) for _ in range(args.runs)]
+            lab = plain_lab(name + suffix)
+            if kind == "plain-batched":
+                res = lab.exec("xtr1", [sys.executable, "-c", BATCH_LAN])
+                if res.returncode:
+                    raise RuntimeError(f"batching xtr1's LAN failed: {res.stderr.strip()}")
+            runs[kind] = [measure(lab, args.seconds, streams, args.udp_len, args.udp_sender) for _ in range(args.runs)]
         finally:
-            down(name + "p")
+            down(name + suffix)
     stats: dict[str, dict[str, int]] = {}
-    if args.only != "plain":
+    if args.only in (None, "lispnet"):
         try:
             lab = up(load_topology("demo").with_name(name + "l"), args.dataplane)
             runs["lispnet"] = [measure(lab, args.seconds, streams, args.udp_len, args.udp_sender) for _ in range(args.runs)]
@@ -205,12 +222,13 @@ def main() -> int:
     how = "iperf3 -u -b 0" if args.udp_sender == "iperf3" else "blast senders"
     print(f"load average at start {load:.2f}, at end {os.getloadavg()[0]:.2f}; median of {args.runs} runs; "
           f"UDP: {streams} x {how}, {args.udp_len}-byte payloads")
-    print(f"{'':10} {'TCP Gbit/s':>12} {'UDP-64 kpps':>12} {'(sent kpps)':>12}")
+    print(f"{'':14} {'TCP Gbit/s':>8} {'UDP-64 kpps':>12} {'(sent kpps)':>12}")
     for k, r in results.items():
-        print(f"{k:10} {r['tcp_gbps']:12.2f} {r['udp_kpps']:12.1f} {r['udp_sent_kpps']:12.1f}")
-    if len(results) == 2:
-        p, lsp = results["plain"], results["lispnet"]
-        print(f"{'ratio':10} {lsp['tcp_gbps'] / p['tcp_gbps']:12.2f} {lsp['udp_kpps'] / p['udp_kpps']:12.2f}")
+        print(f"{k:14} {r['tcp_gbps']:8.2f} {r['udp_kpps']:12.1f} {r['udp_sent_kpps']:12.1f}")
+    for base in ("plain", "plain-batched"):
+        if base in results and "lispnet" in results:
+            p, lsp = results[base], results["lispnet"]
+            print(f"{'/' + base:14} {lsp['tcp_gbps'] / p['tcp_gbps']:8.2f} {lsp['udp_kpps'] / p['udp_kpps']:12.2f}")
     if "lispnet" in results:
         r = results["lispnet"]
         print(f"issue-4 targets: TCP >= {TARGET_TCP_GBPS} Gbit/s: {'met' if r['tcp_gbps'] >= TARGET_TCP_GBPS else 'not met'}; "
@@ -221,7 +239,8 @@ def main() -> int:
         drops = {k: v for k, v in st.items() if k.startswith("drop.")}
         print(f"{node}: {pkts} packets in {sends} sendmsg ({pkts / max(sends, 1):.1f}/call), "
               f"{st.get('gso.coalesced-writes', 0)} coalesced TUN writes, "
-              f"{st.get('tnl.super-packets', 0)} TCP super-packets sent whole, "
+              f"{st.get('tnl.super-packets', 0)} super-packets sent whole "
+              f"({st.get('tnl.udp-super-packets', 0)} UDP), "
               f"{st.get('tnl.super-datagrams', 0)} received whole, drops {drops}")
     print(json.dumps({"results": results, "runs": runs, "load": load}))
     return 0

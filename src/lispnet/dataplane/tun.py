@@ -54,7 +54,10 @@ a super-packet, received whole, to its TUN in one GSO write.  With the TCP TUN i
 the ETR writes every decapsulated packet into it (it has the virtio-net header GSO writes
 need; an ``iif`` rule routes them like the LAN's), and ``lisp<iid>`` is opened without a
 virtio-net header: it only carries the LAN's other traffic to the ITR, already finished
-by the kernel.
+by the kernel.  With USO (``tun_uso``, ``udp_offload``) the TCP TUN takes the LAN's UDP
+too (``ipproto udp`` rule), as GRO-merged runs of datagrams that cross the same way; the
+LAN interface gets GRO, UDP GRO forwarding and batched NAPI polls for it, put back on
+stop.  Kernel-side set-up lives in ``tun_setup``.
 
 Misses are punted to the daemon's loop with ``call_soon_threadsafe`` (at most
 ``PUNT_LIMIT`` packets per destination until the table changes, so a resolution in
@@ -86,15 +89,13 @@ from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
 from .tun_etr import EtrPath, LsbCallback
 from .tun_gso import VNET_HDR_LEN, segment_tcp
 from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
+from .tun_setup import TABLE_BASE, TunSetup
 from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap
+from .tun_uso import TUN_F_USO4, TUN_F_USO6, restore_features, restore_napi, segment_udp
 from .udp_gso import enable_gro
 
 log = logging.getLogger(__name__)
 
-TABLE_BASE = 0x10000
-TCP_TABLE_BASE = 0x2000000
-"""Routing table of an instance's TCP TUN (``TCP_TABLE_BASE + iid``)."""
-RULE_PRIORITY = 1000
 PUNT_LIMIT = 32
 SOCK_BUFFER = 8 * 1024 * 1024
 SO_RCVBUFFORCE = 33
@@ -102,7 +103,6 @@ SO_SNDBUFFORCE = 32
 MAX_SEND_SOCKETS = 1024
 FLOW_CACHE_MAX = 65536
 
-TUN_TXQLEN = 4096
 FWD_NICE = -10
 """Nice value of the forwarding thread (0 = leave it alone)."""
 READ_MAX = 65536 + VNET_HDR_LEN
@@ -157,7 +157,7 @@ class _Table:
         return None
 
 
-class TunDataplane(ItrPath, EtrPath):
+class TunDataplane(ItrPath, EtrPath, TunSetup):
     """User-space LISP forwarding over TUN devices and UDP 4341 sockets."""
 
     name = "tun"
@@ -172,6 +172,8 @@ class TunDataplane(ItrPath, EtrPath):
         gso: bool = True,
         fwd_nice: int = FWD_NICE,
         tunnel_offload: bool | None = None,
+        udp_offload: bool = True,
+        lan_batch_us: int = 20,
     ) -> None:
         self.tun_prefix = tun_prefix
         self.offload = offload
@@ -180,6 +182,12 @@ class TunDataplane(ItrPath, EtrPath):
         self.fwd_nice = fwd_nice
         # None: use UDP-tunnel GSO (tun_tnl) when the kernel offers it
         self.tunnel_offload = tunnel_offload if offload and gso else False
+        self.udp_offload = udp_offload
+        """With the TCP TUN: UDP from the LAN goes there too, as GRO-merged super-packets (tun_uso)."""
+        self.lan_batch_us = lan_batch_us
+        """NAPI batching on the LANs for GRO (``tun_uso.napi_batching``; 0: leave them alone)."""
+        self._uso: set[int] = set()
+        self._gro_prev: dict[str, tuple[dict[str, bool], dict[str, int] | None]] = {}
         self._tap_fd: int | None = None
         self._tap_mac = b""
         self._tap_scratch = bytearray(65536 + 64)
@@ -188,8 +196,9 @@ class TunDataplane(ItrPath, EtrPath):
         self._wr_fds: dict[int, int] = {}
         """iid -> the TUN the ETR writes to (one with a virtio-net header when offload is on)."""
         self._vnet_fds: set[int] = set()
-        self._tnl_tx = [0]
-        self._tnl_rx = [0]
+        self._tnl_tx = [0, 0]
+        self._tnl_rx = [0, 0]
+        """Super-packets sent / received whole: all, UDP ones."""
         self.default_route = default_route
         self.mtu = mtu
         self.on_lsb: LsbCallback | None = None
@@ -292,14 +301,13 @@ class TunDataplane(ItrPath, EtrPath):
         if self._created_tables:
             netlink.in_thread(self._cleanup_tables, sorted(self._created_tables))
             self._created_tables.clear()
+        for lan, (feats, napi) in self._gro_prev.items():
+            netlink.in_thread(restore_features, lan, feats)
+            if napi:
+                restore_napi(lan, napi)
+        self._gro_prev.clear()
+        self._uso.clear()
         self._started = False
-
-    @staticmethod
-    def _cleanup_tables(tables: list[int]) -> None:
-        with netlink.open_ipr() as ipr:
-            for table in tables:
-                netlink.delete_rules_for_table(ipr, table)
-                netlink.flush_table(ipr, table)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -377,7 +385,15 @@ class TunDataplane(ItrPath, EtrPath):
         self._readers[fd] = io.FileIO(fd, "rb", closefd=False).readinto
         if split:
             tfd = netlink.create_tun(self.tcp_device(iid), vnet_hdr=True)
-            fcntl.ioctl(tfd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
+            flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+            try:  # USO (Linux 6.2+): the LAN's UDP comes here too, in GRO-merged runs
+                if not self.udp_offload:
+                    raise OSError("off in the configuration")
+                fcntl.ioctl(tfd, TUNSETOFFLOAD, flags | TUN_F_USO4 | TUN_F_USO6)
+                self._uso.add(iid)
+            except OSError as e:
+                log.info("instance %d: no UDP super-packets (%s)", iid, e)
+                fcntl.ioctl(tfd, TUNSETOFFLOAD, flags)
             os.set_blocking(tfd, False)
             self._tcp_fds[iid] = tfd
             self._wr_fds[iid] = tfd
@@ -408,85 +424,6 @@ class TunDataplane(ItrPath, EtrPath):
             return
         self._tap_fd = fd
         self._watch(fd, _K_TAP, fd)
-
-    @staticmethod
-    def _configure_tap(name: str) -> None:
-        for key, value in ((f"net.ipv6.conf.{name}.addr_gen_mode", 1), (f"net.ipv6.conf.{name}.accept_ra", 0),
-                           (f"net.ipv4.conf.{name}.accept_local", 1), (f"net.ipv4.conf.{name}.rp_filter", 0)):
-            try:
-                netlink.sysctl(key, value)
-            except OSError:
-                pass
-        with netlink.open_ipr() as ipr:
-            netlink.link_up(ipr, name)
-
-    def _configure_instance(self, iid: int, dev: str) -> None:
-        with netlink.open_ipr() as ipr:
-            self._configure_instance_with(ipr, iid, dev)
-
-    def _configure_instance_with(self, ipr: Any, iid: int, dev: str) -> None:
-        netlink.link_up(ipr, dev, mtu=self.mtu)
-        try:  # bursts of a TCP window arrive faster than one read per packet drains them
-            ipr.link("set", index=netlink.require_index(ipr, dev), txqlen=TUN_TXQLEN)
-        except Exception as e:  # noqa: BLE001
-            log.warning("cannot set txqlen on %s: %s", dev, e)
-        for name in (f"net.ipv4.conf.{dev}.rp_filter", f"net.ipv6.conf.{dev}.disable_ipv6"):
-            try:
-                netlink.sysctl(name, 0)
-            except OSError:
-                pass
-        lan = self._instances.get(iid, "")
-        if lan:
-            table = TABLE_BASE + iid
-            self._created_tables.add(table)
-            for cidr in netlink.addresses(ipr, lan):
-                netlink.replace_route(ipr, cidr, dev=lan, table=table)
-            if self.default_route:
-                netlink.replace_route(ipr, "0.0.0.0/0", dev=dev, table=table)
-                netlink.replace_route(ipr, "::/0", dev=dev, table=table)
-            netlink.add_iif_rule(ipr, lan, table, RULE_PRIORITY)
-            netlink.add_iif_rule(ipr, dev, table, RULE_PRIORITY)
-            if iid in self._tcp_fds:
-                self._configure_tcp_tun(ipr, iid, lan)
-        self._install_routes_with(ipr, iid, self._routes.get(iid, []))
-
-    def _configure_tcp_tun(self, ipr: Any, iid: int, lan: str) -> None:
-        """TCP entering on ``lan`` -> the instance's TCP TUN (``ipproto tcp`` rule, own table)."""
-        tdev = self.tcp_device(iid)
-        table = TCP_TABLE_BASE + iid
-        self._created_tables.add(table)
-        netlink.link_up(ipr, tdev, mtu=self.mtu)
-        try:
-            ipr.link("set", index=netlink.require_index(ipr, tdev), txqlen=TUN_TXQLEN)
-        except Exception as e:  # noqa: BLE001
-            log.warning("cannot set txqlen on %s: %s", tdev, e)
-        for name in (f"net.ipv4.conf.{tdev}.rp_filter", f"net.ipv6.conf.{tdev}.disable_ipv6"):
-            try:
-                netlink.sysctl(name, 0)
-            except OSError:
-                pass
-        for cidr in netlink.addresses(ipr, lan):
-            netlink.replace_route(ipr, cidr, dev=lan, table=table)
-        if self.default_route:
-            netlink.replace_route(ipr, "0.0.0.0/0", dev=tdev, table=table)
-            netlink.replace_route(ipr, "::/0", dev=tdev, table=table)
-        # the ETR writes decapsulated packets into the TCP TUN: they route like the LAN's
-        netlink.add_iif_rule(ipr, tdev, TABLE_BASE + iid, RULE_PRIORITY)
-        for family in (socket.AF_INET, socket.AF_INET6):
-            if not any(r.get_attr("FRA_TABLE") == table for r in ipr.get_rules(family=family)):
-                ipr.rule("add", iifname=lan, table=table, priority=RULE_PRIORITY - 1, family=family, ip_proto=6)
-
-    def _install_routes(self, iid: int, prefixes: list[EidPrefix]) -> None:
-        with netlink.open_ipr() as ipr:
-            self._install_routes_with(ipr, iid, prefixes)
-
-    def _install_routes_with(self, ipr: Any, iid: int, prefixes: list[EidPrefix]) -> None:
-        dev = self.device(iid)
-        for p in prefixes:
-            netlink.replace_route(ipr, f"{p.address}/{p.mask_len}", dev=dev, table=self.table(iid))
-            if iid in self._tcp_fds:
-                netlink.replace_route(ipr, f"{p.address}/{p.mask_len}", dev=self.tcp_device(iid),
-                                      table=TCP_TABLE_BASE + iid)
 
     # --- forwarding table -----------------------------------------------------------------
     def install(self, entry: FwdEntry) -> None:
@@ -615,7 +552,8 @@ class TunDataplane(ItrPath, EtrPath):
         c = self._flow.get(dkey) or self._lookup(iid, ver, dkey)
         if c is None or c.kind != _ENCAP:
             # a TSO super-packet that is not encapsulated is cut into ordinary packets first
-            pieces = [pkt] if not gso_size else [memoryview(h + bytes(d)) for h, d in segment_tcp(pkt, gso_size)]
+            cut = segment_udp if (pkt[9] if ver == 4 else pkt[6]) == 17 else segment_tcp
+            pieces = [pkt] if not gso_size else [memoryview(h + bytes(d)) for h, d in cut(pkt, gso_size)]
             for piece in pieces:
                 if c is None:
                     self._punt(iid, dkey, piece)
@@ -767,6 +705,8 @@ class TunDataplane(ItrPath, EtrPath):
         out["gso.udp-packets"] = self._sends[1]
         out["tnl.super-packets"] = self._tnl_tx[0]
         out["tnl.super-datagrams"] = self._tnl_rx[0]
+        out["tnl.udp-super-packets"] = self._tnl_tx[1]
+        out["tnl.udp-super-datagrams"] = self._tnl_rx[1]
         out["native.packets"] = self._native[0]
         out["native.bytes"] = self._native[1]
         for reason, n in list(self._drops.items()):

@@ -11,7 +11,10 @@ A datagram bigger than any packet of the instance's MTU, without a GRO control m
 whose inner IP length is the whole rest of the datagram, is a UDP-tunnel super-packet
 (``tun_tnl``: a peer's TCP super-packet that no device on the way had to cut): one LISP
 header, one inner TCP super-packet.  It goes to the TUN in one GSO write, cut at the
-instance's MTU.
+instance's MTU.  A peer's UDP super-packet (``tun_uso``) comes *with* a GRO control
+message (the kernel reports the inner datagram size of a tunnel packet carrying UDP_L4)
+and is told from a batch by its inner IP length (the whole datagram, not one segment):
+it goes to the TUN in one UDP_L4 GSO write cut at that size, the original datagrams.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .base import IPAddr
 from .tun_gso import (
     GSO_TCPV4,
     GSO_TCPV6,
+    GSO_UDP_L4,
     NO_VNET,
     coalesce,
     coalesce_batch_split,
@@ -82,7 +86,7 @@ class EtrPath:
                 return
             seg = (gro_segment_size(anc) if anc else 0) or n
             if seg < n:
-                if offload and self._decap_batch(n, seg, addr):
+                if offload and (self._decap_super(n, addr, seg) or self._decap_batch(n, seg, addr)):
                     continue
             elif n > self.mtu + 8 and offload and self._decap_super(n, addr):
                 continue
@@ -167,9 +171,11 @@ class EtrPath:
         ctr[1] += n - 8 * count
         return True
 
-    def _decap_super(self, n: int, addr: Any) -> bool:
+    def _decap_super(self, n: int, addr: Any, udp_seg: int = 0) -> bool:
         """A UDP-tunnel super-packet: one LISP header and one inner TCP super-packet filling
-        the datagram.  One GSO write, segments of the instance's MTU.  False (nothing done)
+        the datagram (one GSO write, segments of the instance's MTU), or with ``udp_seg`` (the
+        GRO control message of a tunnel packet carrying UDP_L4) one inner UDP super-packet
+        (one GSO write, cut at ``udp_seg``: the original datagrams).  False (nothing done)
         when the datagram is not that."""
         buf = self._rbuf
         flags = buf[0]
@@ -178,32 +184,44 @@ class EtrPath:
         b0 = buf[8]
         if fd is None:
             return False
+        proto = 17 if udp_seg else 6
         if b0 >> 4 == 4:
             ihl = (b0 & 0x0F) << 2
             v4 = True
-            if ihl < 20 or buf[17] != 6 or buf[14] & 0x3F or buf[15] or buf[10] << 8 | buf[11] != n - 8:
+            if ihl < 20 or buf[17] != proto or buf[14] & 0x3F or buf[15] or buf[10] << 8 | buf[11] != n - 8:
                 return False
         elif b0 >> 4 == 6:
             ihl = 40
             v4 = False
-            if buf[14] != 6 or (buf[12] << 8 | buf[13]) + 40 != n - 8:
+            if buf[14] != proto or (buf[12] << 8 | buf[13]) + 40 != n - 8:
                 return False
         else:
             return False
         th = 8 + ihl
-        hl = ihl + ((buf[th + 12] >> 4) << 2)
-        gso_size = self.mtu - hl
+        l4len = n - 8 - ihl
+        if udp_seg:
+            hl = ihl + 8
+            gso_size = udp_seg
+            csum_at = 6
+            gso_type = GSO_UDP_L4
+            if l4len > 0xFFFF or hl + gso_size > self.mtu:
+                return False
+            buf[th + 4] = l4len >> 8
+            buf[th + 5] = l4len & 0xFF
+        else:
+            hl = ihl + ((buf[th + 12] >> 4) << 2)
+            gso_size = self.mtu - hl
+            csum_at = 16
+            gso_type = GSO_TCPV4 if v4 else GSO_TCPV6
+            if buf[th + 13] & 0x80:  # CWR: the kernel's TSO keeps it on the first segment only
+                gso_type |= 0x80
         payload = n - 8 - hl
         if gso_size <= 0 or payload <= gso_size:
             return False
         # the kernel finishes each segment's checksum from the pseudo-header sum
-        l4len = n - 8 - ihl
-        s = pseudo_sum(buf, 8, v4, 6, l4len)
-        buf[th + 16] = s >> 8
-        buf[th + 17] = s & 0xFF
-        gso_type = GSO_TCPV4 if v4 else GSO_TCPV6
-        if buf[th + 13] & 0x80:  # CWR: the kernel's TSO keeps it on the first segment only
-            gso_type |= 0x80
+        s = pseudo_sum(buf, 8, v4, proto, l4len)
+        buf[th + csum_at] = s >> 8
+        buf[th + csum_at + 1] = s & 0xFF
         if flags & 0x40:
             lsb = buf[7] if flags & 0x08 else int.from_bytes(buf[4:8], "big")
             k = (iid, addr[0])
@@ -211,11 +229,13 @@ class EtrPath:
                 self._lsb_seen[k] = lsb
                 self._report_lsb(iid, bytes(buf[8 : 8 + hl]), lsb)
         try:
-            os.writev(fd, (vnet_header(gso_type, hl, gso_size, ihl, 16), self._rbuf_mv[8:n]))
+            os.writev(fd, (vnet_header(gso_type, hl, gso_size, ihl, csum_at), self._rbuf_mv[8:n]))
         except OSError:
             self._drop("tun-write-error")
             return True
         self._tnl_rx[0] += 1
+        if udp_seg:
+            self._tnl_rx[1] += 1
         segs = -(-payload // gso_size)
         ctr = self._decap.get(addr[0])
         if ctr is None:

@@ -8,10 +8,11 @@ appends: the 5-tuple cache maps it to a :class:`Flow` holding the outer socket (
 port is the flow hash), the RLOC, the LISP header, the per-RLOC counters and the
 flow's pending ``UDP_SEGMENT`` batch.  Everything else takes ``_tun_slow``.
 
-A TCP TUN (tunnel offload, ``tun_tnl``) hands over TSO super-packets: each leaves in
-one write to the offload TAP with the outer headers in front (the kernel cuts it into
-LISP packets where needed, at most as big as the route MTU toward the RLOC allows);
-without the offload it is cut here (``tun_gso.segment_tcp``).
+A TCP TUN (tunnel offload, ``tun_tnl``) hands over TSO super-packets, and with USO
+(``tun_uso``) runs of GRO-merged UDP datagrams: each leaves in one write to the offload
+TAP with the outer headers in front (the kernel cuts it into LISP packets where needed,
+at most as big as the route MTU toward the RLOC allows); without the offload it is cut
+here (``tun_gso.segment_tcp``, ``tun_uso.segment_udp``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .tun_gso import VNET_HDR_LEN, complete_checksum, segment_tcp
+from .tun_gso import GSO_UDP_L4, VNET_HDR_LEN, complete_checksum, segment_tcp
 from .tun_tnl import TunnelHeader
+from .tun_uso import segment_udp
 from .udp_gso import MAX_BYTES, MAX_SEGMENTS, send_batch
 
 BUDGET = 64
@@ -254,7 +256,9 @@ class ItrPath:
             self._drop("not-ip")
             return
         mv = ar.mv
-        tso = gso_size and m > gso_size + 40 and arena[p + (9 if b0 >> 4 == 4 else 6)] == 6
+        proto = arena[p + (9 if b0 >> 4 == 4 else 6)]
+        # a TSO (TCP) or USO (UDP_L4, GRO-merged datagrams of one flow) super-packet
+        tso = gso_size and m > gso_size + 28 and proto in (6, 17)
         f = flows.get(key) if cacheable else None
         if f is None:
             f = self._new_flow(iid, flows if cacheable else None, key, mv[p : p + m], m, gso_size if tso else 0)
@@ -265,7 +269,7 @@ class ItrPath:
             if f.tnl is not None and self._tnl_send(f, arena, mv, base, p, m, gso_size):
                 return
             hdr = f.header
-            for seg_hdr, payload in segment_tcp(mv[p : p + m], gso_size):
+            for seg_hdr, payload in (segment_tcp if proto == 6 else segment_udp)(mv[p : p + m], gso_size):
                 ln = len(seg_hdr) + len(payload)
                 self._flow_add(f, [hdr, seg_hdr, payload], ln + 8, pending)
         else:
@@ -278,17 +282,19 @@ class ItrPath:
         return self._resolve(iid, flows, key, pkt, m, gso_size)
 
     def _tnl_send(self, f: Flow, arena: bytearray, mv: memoryview, base: int, p: int, m: int, gso_size: int) -> bool:
-        """Write a TCP super-packet to the offload TAP behind the flow's outer headers, cut
-        (by the kernel, where needed) at the sender's MSS or at what the route MTU toward
-        the RLOC leaves room for.  False (nothing sent) when that is next to nothing."""
+        """Write a TCP or UDP super-packet to the offload TAP behind the flow's outer headers,
+        cut (by the kernel, where needed) at the sender's MSS or at what the route MTU toward
+        the RLOC leaves room for; UDP datagrams are never re-cut.  False (nothing sent) when
+        that is next to nothing, or a datagram does not fit."""
         tnl = f.tnl
         tap = self._tap_fd
         assert tnl is not None
         b0 = arena[p]
         ihl = (b0 & 0x0F) << 2 if b0 >> 4 == 4 else 40
-        hl = ihl + ((arena[p + ihl + 12] >> 4) << 2)
+        udp = arena[base + 1] == GSO_UDP_L4
+        hl = ihl + (8 if udp else (arena[p + ihl + 12] >> 4) << 2)
         room = tnl.room(hl)
-        if tap is None or room < MIN_SEGMENT:
+        if tap is None or room < (gso_size if udp else MIN_SEGMENT):
             return False
         if room < gso_size:
             gso_size = room
@@ -309,6 +315,8 @@ class ItrPath:
         ctr[0] += segs
         ctr[1] += m + (segs - 1) * hl
         self._tnl_tx[0] += 1
+        if udp:
+            self._tnl_tx[1] += 1
         return True
 
 

@@ -100,13 +100,15 @@ def local_rlocs(config: NodeConfig) -> list[IPAddr]:
 
 
 def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | None = None,
-                   tunnel_offload: bool = True) -> Dataplane | None:
+                   tunnel_offload: bool = True, udp_offload: bool = True,
+                   lan_batch_us: int = 20) -> Dataplane | None:
     """The backend called ``name`` (``dataplane.select``); unavailable ones fall back to TUN.
 
     ``rloc_ifaces``: the RLOC-facing interfaces (kernel backends decapsulate there);
     None lets the backend find the interfaces holding the local RLOCs.  The EID-facing
     interfaces are the ``[[instance]]`` interfaces, given through ``set_instances``.
-    ``tunnel_offload``: the TUN backend may use UDP-tunnel GSO when the kernel has it.
+    ``tunnel_offload``: the TUN backend may use UDP-tunnel GSO when the kernel has it;
+    ``udp_offload`` / ``lan_batch_us``: UDP super-packets from the LANs (``tun_uso``).
     """
     if name == "none":
         return None
@@ -116,7 +118,9 @@ def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | N
     if name not in KINDS:
         logger.warning("unknown dataplane %r: falling back to tun", name)
         name = "tun"
-    tun_kwargs: dict[str, Any] = {} if tunnel_offload else {"tunnel_offload": False}
+    tun_kwargs: dict[str, Any] = {"udp_offload": udp_offload, "lan_batch_us": lan_batch_us}
+    if not tunnel_offload:
+        tun_kwargs["tunnel_offload"] = False
     return select_backend(name, rloc_ifaces=rloc_ifaces, tun_kwargs=tun_kwargs)
 
 
@@ -214,7 +218,7 @@ async def build_xtr(ctx: RoleContext) -> RoleRuntime:
         )
 
     dp = make_dataplane(cfg.node.dataplane, logger, list(cfg.node.rloc_interfaces) or None,
-                        cfg.node.tun_tunnel_offload)
+                        cfg.node.tun_tunnel_offload, cfg.node.tun_udp_offload, cfg.node.tun_lan_batch_us)
     instances = {i.instance_id: i.interface for i in cfg.instance} or {0: ""}
 
     def on_miss(miss: Miss) -> None:
