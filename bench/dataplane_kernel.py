@@ -11,7 +11,12 @@ is one process per CPU in h1, each sending 18-byte datagrams as fast as ``send``
 its own connected socket (distinct source ports, so flows spread like real traffic), to
 a sink socket in h2 that never reads; the rate is what *arrived* at h2 (``rx_packets`` of
 its interface over the interval), so drops anywhere count against the path.
-``--udp-sender iperf3`` keeps the old measurement for comparison.
+``--udp-sender iperf3`` keeps the old measurement for comparison.  With ``--lan-batch US``
+x1's EID-facing interface gets, in every mode (plain included), what the TUN xTR gives
+its LANs for UDP super-packets (``lispnet.dataplane.tun_uso``: GRO, UDP GRO forwarding,
+NAPI polls batched over US microseconds), so runs of a flow's datagrams cross as GSO
+super-packets; arrivals are then counted at h2's UDP layer (a super-packet that reaches
+h2 whole is one ``rx_packets`` but many datagrams).
 
 Pairing: the machine is shared and its speed drifts by tens of percent within a minute,
 so every mode's lab is built once and kept up, and each round measures all modes back to
@@ -103,7 +108,20 @@ def iperf(topo: Topo, seconds: float, udp: bool) -> float:
 
 
 def _rx_packets(topo: Topo, node: str, dev: str) -> int:
+    if LAN_BATCH_US:  # datagrams that reached the UDP layer (delivered or dropped at the socket)
+        lines = [ln.split() for ln in topo.ns(node, "cat", "/proc/net/snmp").stdout.splitlines()
+                 if ln.startswith("Udp:")]
+        row = dict(zip(lines[0][1:], (int(v) for v in lines[1][1:]), strict=True))
+        return row["InDatagrams"] + row["InErrors"]
     return int(topo.ns(node, "cat", f"/sys/class/net/{dev}/statistics/rx_packets").stdout)
+
+
+LAN_BATCH_US = 0
+BATCH_LAN = """
+import sys
+from lispnet.dataplane.tun_uso import gro_forwarding, napi_batching
+assert gro_forwarding("eid0") is not None and napi_batching("eid0", int(sys.argv[1])) is not None
+"""
 
 
 def blast(topo: Topo, seconds: float, senders: int) -> float:
@@ -150,6 +168,8 @@ class Bench:
         try:
             self.topo.build()
             self.backends = setup(self.mode, self.topo)
+            if LAN_BATCH_US:
+                self.topo.ns("x1", sys.executable, "-c", BATCH_LAN, str(LAN_BATCH_US))
             if not self.topo.ping("h1", "10.2.0.2", count=2):
                 raise RuntimeError(f"{self.mode}: no connectivity")
         except BaseException:
@@ -180,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--udp-sender", choices=("blast", "iperf3"), default="blast", help="64-byte UDP sender")
     ap.add_argument("--senders", type=int, default=os.cpu_count() or 2, help="parallel blast senders")
+    ap.add_argument("--lan-batch", type=int, default=0, metavar="US",
+                    help="GRO + UDP GRO forwarding + NAPI batching (µs) on x1's EID interface, every mode")
     args = ap.parse_args(argv)
+    global LAN_BATCH_US
+    LAN_BATCH_US = args.lan_batch
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if "plain" not in modes:
         modes.insert(0, "plain")

@@ -19,6 +19,7 @@ from lispnet.lab.lab import ns_popen, ns_run, ns_sysctls
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tcp_transfer import SINK, SOURCE  # noqa: E402
+from udp_exact import UDP_SINK, UDP_SOURCE  # noqa: E402
 
 pytestmark = [
     pytest.mark.netns,
@@ -136,49 +137,6 @@ def test_tcp_byte_exact_with_and_without_tunnel_offload(topo: None, offload: str
         assert s1["tnl.super-packets"] > 0 and s2["tnl.super-datagrams"] == s1["tnl.super-packets"]
     assert s1["encap.packets.192.168.0.2"] == s2["decap.packets.192.168.0.1"] > 16 * 1024 * 1024 // 1500
     assert not [k for k in (*s1, *s2) if k.startswith("drop.")], (s1, s2)
-
-
-UDP_SINK = """
-import hashlib, json, socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
-s.bind((sys.argv[1], 7001)); print("ready", flush=True)
-s.settimeout(10.0)
-seen, bad, dup = set(), 0, 0
-while True:
-    try:
-        d = s.recv(4096)
-    except socket.timeout:
-        break
-    s.settimeout(1.0)
-    i, size = struct.unpack_from("!II", d) if len(d) >= 8 else (0, -1)
-    want = (hashlib.sha256(d[:8]).digest() * 40)[: max(size - 8, 0)]
-    if size != len(d) or d[8:] != want:
-        bad += 1
-    elif i in seen:
-        dup += 1
-    else:
-        seen.add(i)
-print(json.dumps({"ok": len(seen), "bad": bad, "dup": dup}), flush=True)
-"""
-
-UDP_SOURCE = """
-import hashlib, socket, struct, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.connect((sys.argv[1], 7001))
-n = 0
-# bursts of equal datagrams, some ending in a shorter one (GRO merges a shorter last one
-# into the run), some of a bigger size: datagram boundaries must survive every merge
-for burst in range(600):
-    sizes = [40] * 30 + ([21] if burst % 3 == 0 else []) + ([900] * 8 if burst % 5 == 0 else [])
-    for size in sizes:
-        head = struct.pack("!II", n, size)
-        s.send(head + (hashlib.sha256(head).digest() * 40)[: size - 8])
-        n += 1
-    if burst % 50 == 49:
-        time.sleep(0.01)
-print(n, flush=True)
-"""
 
 
 @pytest.mark.parametrize("offload", ["on", "off"])

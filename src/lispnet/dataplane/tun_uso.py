@@ -122,24 +122,31 @@ def gro_forwarding(ifname: str) -> dict[str, bool] | None:
 
 
 _SYSFS = r"""
-import ctypes, json, sys
+import ctypes, json, os, sys, tempfile
 libc = ctypes.CDLL(None, use_errno=True)
 # a private mount namespace with a sysfs of this process's network namespace
 if libc.unshare(0x00020000):
     raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
 if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None):
     raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-if libc.mount(b"sysfs", b"/sys", b"sysfs", 0, None):
-    raise OSError(ctypes.get_errno(), "mount sysfs")
-dev, values = json.loads(sys.argv[1])
-old = {}
-for name, value in values.items():
-    path = "/sys/class/net/%s/%s" % (dev, name)
-    with open(path) as f:
-        old[name] = int(f.read())
-    if value is not None:
-        with open(path, "w") as f:
-            f.write(str(value))
+top = tempfile.mkdtemp(prefix="lispnet-sysfs-")
+try:
+    if libc.mount(b"sysfs", top.encode(), b"sysfs", 0, None):
+        raise OSError(ctypes.get_errno(), "mount sysfs")
+    try:
+        dev, values = json.loads(sys.argv[1])
+        old = {}
+        for name, value in values.items():
+            path = "%s/class/net/%s/%s" % (top, dev, name)
+            with open(path) as f:
+                old[name] = int(f.read())
+            if value is not None:
+                with open(path, "w") as f:
+                    f.write(str(value))
+    finally:
+        libc.umount2(top.encode(), 2)  # MNT_DETACH
+finally:
+    os.rmdir(top)
 print(json.dumps(old))
 """
 NAPI_DEFER = 2

@@ -330,7 +330,7 @@ static __always_inline void rloc_flush(const struct rloc_stat_key *k, __u64 pack
 	v->bytes += bytes;
 }
 
-static __always_inline void rloc_count(__u8 family, __u8 dir, const void *addr, __u64 bytes)
+static __always_inline void rloc_count(__u8 family, __u8 dir, const void *addr, __u32 pkts, __u64 bytes)
 {
 	struct rloc_stat_key k = {};
 	struct rloc_recent *c;
@@ -344,20 +344,20 @@ static __always_inline void rloc_count(__u8 family, __u8 dir, const void *addr, 
 		__builtin_memcpy(k.addr, addr, 16);
 	c = bpf_map_lookup_elem(&rloc_recent, &idx);
 	if (!c) {
-		rloc_flush(&k, 1, bytes);
+		rloc_flush(&k, pkts, bytes);
 		return;
 	}
 	const __u32 *a = (const __u32 *)&k, *b = (const __u32 *)&c->key;
 
 	if (c->packets && a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]) {
-		c->packets += 1;
+		c->packets += pkts;
 		c->bytes += bytes;
 		return;
 	}
 	if (c->packets)
 		rloc_flush(&c->key, c->packets, c->bytes);
 	c->key = k;
-	c->packets = 1;
+	c->packets = pkts;
 	c->bytes = bytes;
 }
 
@@ -376,28 +376,49 @@ static __always_inline __u16 csum_fold(__s64 csum)
 	return (__u16)~sum;
 }
 
-/* IP + TCP/UDP header bytes of the inner packet (for a GSO packet's segment size). */
-static __always_inline __u32 inner_headers(struct __sk_buff *skb, __u8 family)
+/* IP + TCP/UDP header bytes of the IP packet at ``off`` (for a GSO packet's segment size). */
+static __always_inline __u32 headers_at(struct __sk_buff *skb, __u32 off, __u8 family)
 {
 	__u8 b[2];
 	__u32 l3, proto;
 
 	if (family == 4) {
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, b, 1) || bpf_skb_load_bytes(skb, ETH_HLEN + 9, b + 1, 1))
+		if (bpf_skb_load_bytes(skb, off, b, 1) || bpf_skb_load_bytes(skb, off + 9, b + 1, 1))
 			return 0;
 		l3 = (b[0] & 0xf) * 4;
 		proto = b[1];
 	} else {
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, b, 1))
+		if (bpf_skb_load_bytes(skb, off + 6, b, 1))
 			return 0;
 		l3 = 40;
 		proto = b[0];
 	}
 	if (proto == IPPROTO_UDP)
 		return l3 + 8;
-	if (proto != IPPROTO_TCP || bpf_skb_load_bytes(skb, ETH_HLEN + (l3 & 0x3c) + 12, b, 1))
+	if (proto != IPPROTO_TCP || bpf_skb_load_bytes(skb, off + (l3 & 0x3c) + 12, b, 1))
 		return l3;
 	return l3 + (b[0] >> 4) * 4;
+}
+
+static __always_inline __u32 inner_headers(struct __sk_buff *skb, __u8 family)
+{
+	return headers_at(skb, ETH_HLEN, family);
+}
+
+/* The packets a GSO skb whose IP packet starts at ``off`` becomes on the wire (1 if not GSO). */
+static __always_inline __u32 gso_segments(struct __sk_buff *skb, __u32 off, __u8 family)
+{
+	__u32 size = skb->gso_size, hl, payload;
+
+	if (!size)
+		return 1;
+	if (skb->gso_segs)
+		return skb->gso_segs;
+	hl = headers_at(skb, off, family);
+	if (skb->len <= off + hl)
+		return 1;
+	payload = skb->len - off - hl;
+	return (payload + size - 1) / size;
 }
 
 static __always_inline __u32 room_for(__u8 ofam)
@@ -935,7 +956,8 @@ int lisp_encap(struct __sk_buff *skb)
 		room = OVERHEAD6;
 	}
 
-	/* Inner TTL / hop limit: we forward as a router. */
+	/* Inner TTL / hop limit: we forward as a router.  A UDP GSO packet (datagrams of one
+	 * flow merged by GRO forwarding) keeps its gso_size: it marks datagram boundaries. */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	if (family == 4) {
@@ -948,13 +970,22 @@ int lisp_encap(struct __sk_buff *skb)
 		check += bpf_htons(0x0100);
 		ip->check = (__u16)(check + (check >= 0xffff));
 		ip->ttl = ttl;
+		if (skb->gso_size && ip->protocol == IPPROTO_UDP)
+			flags |= ADJ_FIXED_GSO;
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return drop(C_DROP_BAD_INNER);
 		ip6->hop_limit = ttl;
+		if (skb->gso_size && ip6->nexthdr == IPPROTO_UDP)
+			flags |= ADJ_FIXED_GSO;
 	}
+
+	/* Packets and bytes on the wire: a GSO packet counts its segments, each with its own
+	 * headers (adjust_room resets gso_segs). */
+	__u32 segs = gso_segments(skb, ETH_HLEN, family);
+	__u32 wire = segs > 1 ? inner_len + (segs - 1) * inner_headers(skb, family) : inner_len;
 
 	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, flags))
 		return drop(C_DROP_ADJUST);
@@ -977,9 +1008,9 @@ int lisp_encap(struct __sk_buff *skb)
 		__builtin_memcpy(o, &o6, sizeof(o6));
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
 	}
-	count_add(C_ENCAPSULATED, 1);
-	count_add(C_ENCAP_BYTES, inner_len);
-	rloc_count(ofam, 0, r->addr, inner_len);
+	count_add(C_ENCAPSULATED, segs);
+	count_add(C_ENCAP_BYTES, wire);
+	rloc_count(ofam, 0, r->addr, segs, wire);
 	return forward(skb, &p, rc);
 }
 
@@ -1094,17 +1125,23 @@ int lisp_decap(struct __sk_buff *skb)
 	/* A GSO skb is either one encapsulated super-packet (our own encap of a TSO/GSO
 	 * inner packet: the inner header's length covers the whole skb, strip once and
 	 * keep GSO) or a batch of whole LISP datagrams (UDP_SEGMENT / UDP GRO: the first
-	 * inner packet is only one segment long), which must be split first. */
+	 * inner packet is only one segment long), which must be split first.  A super-packet
+	 * of UDP datagrams is split too: stripped here it would keep its UDP-tunnel GSO type,
+	 * and whoever segments it later would cut it as a tunnel packet. */
 	if (skb->gso_size && skb->gso_segs != 1) {
 		__u32 ilen;
+		__u8 iproto;
 
-		if ((void *)inner + 6 > data_end)
+		if ((void *)inner + 10 > data_end)
 			return gso_split(skb);
-		if ((inner[0] >> 4) == 4)
+		if ((inner[0] >> 4) == 4) {
 			ilen = ((__u32)inner[2] << 8) | inner[3];
-		else
+			iproto = inner[9];
+		} else {
 			ilen = (((__u32)inner[4] << 8) | inner[5]) + 40;
-		if (ETH_HLEN + overhead + ilen < skb->len)
+			iproto = inner[6];
+		}
+		if (ETH_HLEN + overhead + ilen < skb->len || iproto == IPPROTO_UDP)
 			return gso_split(skb);
 	}
 	__u32 w1 = bpf_ntohl(lisp[0]);
@@ -1123,6 +1160,12 @@ int lisp_decap(struct __sk_buff *skb)
 		flags |= ifam == 4 ? ADJ_DECAP_L3_IPV4 : ADJ_DECAP_L3_IPV6;
 	__u32 table = table_or_main(inst->table);
 
+	__u32 segs = skb->gso_size ? gso_segments(skb, ETH_HLEN + overhead, ifam) : 1;
+	__u32 wire = skb->len - ETH_HLEN - overhead;
+
+	if (segs > 1)
+		wire += (segs - 1) * headers_at(skb, ETH_HLEN + overhead, ifam);
+
 	if (bpf_skb_adjust_room(skb, -(__s32)overhead, BPF_ADJ_ROOM_MAC, flags))
 		return drop(C_DROP_ADJUST);
 	if (ifam != rk.family) {
@@ -1131,9 +1174,9 @@ int lisp_decap(struct __sk_buff *skb)
 		if (bpf_skb_store_bytes(skb, 12, &proto, sizeof(proto), 0))
 			return drop(C_DROP_ADJUST);
 	}
-	count_add(C_DECAPSULATED, 1);
-	count_add(C_DECAP_BYTES, skb->len - ETH_HLEN);
-	rloc_count(rk.family, 1, osrc, skb->len - ETH_HLEN);
+	count_add(C_DECAPSULATED, segs);
+	count_add(C_DECAP_BYTES, wire);
+	rloc_count(rk.family, 1, osrc, segs, wire);
 
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;

@@ -1,0 +1,115 @@
+"""GRO-merged UDP from the LAN through the kernel backends (root + clang).
+
+With GRO, UDP GRO forwarding and batched NAPI polls on x1's EID interface (what the TUN
+xTR sets up for its UDP super-packets, ``tun_uso``; any NIC with ``rx-udp-gro-forwarding``
+does the same), runs of a flow's datagrams reach the backend as one UDP GSO packet.  Each
+backend must carry them with every datagram boundary and byte intact: the eBPF program
+encapsulates them keeping ``gso_size`` and has the ETR split them (a stripped UDP-tunnel
+super-packet would be cut as a tunnel packet later); VXLAN-GPE and VXLAN are the kernel's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lispnet.dataplane.base import FwdEntry, FwdLocator
+from lispnet.wire.prefix import EidPrefix
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kernel_topo import Topo, have_root  # noqa: E402
+from udp_exact import UDP_SINK, UDP_SOURCE  # noqa: E402
+
+IID = 1000
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(not have_root() or shutil.which("clang") is None, reason="needs root, ip netns and clang"),
+]
+
+BATCH = """
+from lispnet.dataplane.tun_uso import gro_forwarding, napi_batching
+assert gro_forwarding("eid0") is not None and napi_batching("eid0", 50) is not None
+"""
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topo]:
+    from lispnet.dataplane import bpf_build
+
+    bpf_build.build()
+    t = Topo("lg")
+    try:
+        t.build()
+        t.ns("x1", sys.executable, "-c", BATCH)
+        yield t
+    finally:
+        t.destroy()
+
+
+def start_pair(kind: str, topo: Topo) -> list[Any]:
+    dps: list[Any] = []
+    for node, rlocs in (("x1", ["192.168.1.1", "fc00:1::1"]), ("x2", ["192.168.2.1", "fc00:2::1"])):
+        ns = topo.names[node]
+        if kind == "ebpf":
+            from lispnet.dataplane.ebpf import EbpfDataplane
+
+            dp: Any = EbpfDataplane(netns=ns)
+        else:
+            from lispnet.dataplane.vxlan import VxlanDataplane
+
+            dp = VxlanDataplane(kind, netns=ns)
+        dp.set_instances({IID: "eid0"})
+        dp.set_local_rlocs([ip_address(r) for r in rlocs], 1)
+        dp.start(lambda m: None)
+        dps.append(dp)
+    x1, x2 = dps
+    for dp, prefixes, rloc in ((x1, ("10.2.0.0/24", "fd02::/64"), ("192.168.2.1", "fc00:2::1")),
+                               (x2, ("10.1.0.0/24", "fd01::/64"), ("192.168.1.1", "fc00:1::1"))):
+        for prefix, r in zip(prefixes, rloc, strict=True):
+            dp.install(FwdEntry(EidPrefix.parse(prefix, IID), (FwdLocator(ip_address(r)),)))
+    return dps
+
+
+def tx_packets(topo: Topo, node: str, dev: str) -> int:
+    return int(topo.ns(node, "cat", f"/sys/class/net/{dev}/statistics/tx_packets").stdout)
+
+
+@pytest.mark.parametrize("kind", ["ebpf", "vxlan-gpe", "vxlan"])
+@pytest.mark.parametrize("dst", ["10.2.0.2", "fd02::2"])
+def test_gro_merged_udp_crosses_datagram_exact(topo: Topo, kind: str, dst: str) -> None:
+    dps = start_pair(kind, topo)
+    try:
+        assert topo.ping("h1", dst, count=2)
+        skbs = tx_packets(topo, "x1", "up0")
+        sink = subprocess.Popen(["ip", "netns", "exec", topo.names["h2"], sys.executable, "-c", UDP_SINK, dst],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+            sent = int(topo.ns("h1", sys.executable, "-c", UDP_SOURCE, dst, timeout=120).stdout.split()[0])
+            out, _ = sink.communicate(timeout=60)
+        finally:
+            if sink.poll() is None:
+                sink.kill()
+        skbs = tx_packets(topo, "x1", "up0") - skbs
+        stats = [dp.stats() for dp in dps]
+    finally:
+        for dp in dps:
+            dp.stop()
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["bad"] == 0 and got["dup"] == 0, got
+    assert got["ok"] >= 0.9 * sent, (got, sent)
+    # the runs crossed the underlay merged: far fewer packets left x1 than datagrams
+    assert skbs < sent // 4, (skbs, sent)
+    if kind == "ebpf":
+        x1, x2 = stats
+        assert x1["encapsulated"] >= got["ok"]  # counted per datagram, not per super-packet
+        assert x2["gso_batches"] > 0 and x2["decapsulated"] >= got["ok"]
+        assert not {k: v for k, v in x1.items() if k.startswith("drop") and v}
