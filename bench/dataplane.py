@@ -6,10 +6,10 @@ Builds the demo topology twice (run as root):
 * ``lispnet``: the full lab (MS/MR, xTRs with the TUN data plane), h1 -> h2 encapsulated;
 * ``plain``: the same namespaces and links, no daemons, the xTRs route the EID prefixes
   natively over the underlay;
-* ``plain-batched``: ``plain`` with xtr1's LAN interface set up as the TUN xTR sets up
-  its LANs for UDP super-packets (GRO, UDP GRO forwarding, NAPI polls batched over
-  ``tun-lan-batch-us`` = 20 µs; ``lispnet.dataplane.tun_uso``): the kernel's own
-  forwarding with the same batching, so the comparison is like for like.
+* ``plain-batched``: ``plain`` with xtr1's LAN interface set up as the xTR sets up its
+  LANs (``[node] lan-gro``: GRO, UDP GRO forwarding, NAPI polls batched over
+  ``lan-batch-us`` = 20 µs; ``lispnet.dataplane.lan_gro``): the kernel's own forwarding
+  with the same batching, so the comparison is like for like.
 
 For each it runs an iperf3 TCP test and a 64-byte UDP flood from h1 to h2, ``--runs``
 times, and prints the medians of Gbit/s, kpps (received) and the lispnet/plain ratio,
@@ -162,7 +162,7 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 BATCH_LAN = """
-from lispnet.dataplane.tun_uso import gro_forwarding, napi_batching
+from lispnet.dataplane.lan_gro import gro_forwarding, napi_batching
 assert gro_forwarding("lan0") is not None and napi_batching("lan0", 20) is not None
 """
 

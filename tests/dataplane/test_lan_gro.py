@@ -35,7 +35,7 @@ pytestmark = [
 ]
 
 BATCH = """
-from lispnet.dataplane.tun_uso import gro_forwarding, napi_batching
+from lispnet.dataplane.lan_gro import gro_forwarding, napi_batching
 assert gro_forwarding("eid0") is not None and napi_batching("eid0", 50) is not None
 """
 
@@ -113,3 +113,38 @@ def test_gro_merged_udp_crosses_datagram_exact(topo: Topo, kind: str, dst: str) 
         assert x1["encapsulated"] >= got["ok"]  # counted per datagram, not per super-packet
         assert x2["gso_batches"] > 0 and x2["decapsulated"] >= got["ok"]
         assert not {k: v for k, v in x1.items() if k.startswith("drop") and v}
+
+
+LAN_STATE = """
+import json
+from pyroute2.ethtool import Ethtool
+from lispnet.dataplane.lan_gro import sysfs_netdev
+f = Ethtool().get_features("eid0").features
+out = {k: f[k].enable for k in ("rx-gro", "rx-udp-gro-forwarding")}
+out.update(sysfs_netdev("eid0", {"gro_flush_timeout": None, "napi_defer_hard_irqs": None}))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("lan_gro", [True, False])
+def test_vxlan_backend_sets_up_its_lan_and_restores_it(topo: Topo, lan_gro: bool) -> None:
+    from lispnet.dataplane.vxlan import VxlanDataplane
+
+    def state() -> dict[str, Any]:
+        return dict(json.loads(topo.ns("x2", sys.executable, "-c", LAN_STATE).stdout))
+
+    before = state()
+    dp = VxlanDataplane("vxlan-gpe", netns=topo.names["x2"], lan_gro=lan_gro, lan_batch_us=30)
+    dp.set_instances({IID: "eid0"})
+    dp.set_local_rlocs([ip_address("192.168.2.1")], 1)
+    dp.start(lambda m: None)
+    try:
+        during = state()
+    finally:
+        dp.stop()
+    assert state() == before and before["rx-udp-gro-forwarding"] is False
+    if lan_gro:
+        assert during == {"rx-gro": True, "rx-udp-gro-forwarding": True, "gro_flush_timeout": 30000,
+                          "napi_defer_hard_irqs": 2}
+    else:
+        assert during == before

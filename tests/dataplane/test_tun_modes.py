@@ -175,7 +175,7 @@ def test_udp_datagrams_exact_with_and_without_udp_super_packets(topo: None, offl
 LAN_STATE = """
 import json
 from pyroute2.ethtool import Ethtool
-from lispnet.dataplane.tun_uso import sysfs_netdev
+from lispnet.dataplane.lan_gro import sysfs_netdev
 e = Ethtool()
 f = e.get_features("lan0").features
 out = {k: f[k].enable for k in ("rx-gro", "rx-udp-gro-forwarding")}

@@ -489,14 +489,17 @@ class Node(ConfigModel):
     """xTR, TUN data plane: TCP super-packets cross whole through UDP-tunnel GSO when the
     kernel has it (Linux 6.17+); false = the kernel cuts TCP before the TUN."""
     tun_udp_offload: bool = True
-    """xTR, TUN data plane, with the tunnel offload: UDP from an instance's LAN reaches the ITR
-    in GRO-merged runs of one flow (GRO and UDP GRO forwarding switched on for the LAN
-    interface, restored on stop) and crosses whole; false = one TUN read per datagram."""
-    tun_lan_batch_us: Annotated[int, Field(ge=0, le=10000)] = 20
-    """xTR, TUN data plane, with ``tun-udp-offload``: NAPI polls of the LAN interfaces batched
-    over this many microseconds (gro_flush_timeout) so GRO has runs to merge where the
-    device does not batch by itself (veth); the latency a packet may gain. 0 = leave the
-    interfaces' settings alone."""
+    """xTR, TUN data plane, with the tunnel offload and ``lan-gro``: UDP from an instance's LAN
+    reaches the ITR in GRO-merged runs of one flow and crosses whole; false = one TUN read
+    per datagram."""
+    lan_gro: bool = True
+    """xTR, TUN, VXLAN-GPE and VXLAN data planes: GRO and UDP GRO forwarding on the instance
+    (LAN) interfaces, so runs of a flow's datagrams are carried as one packet, cut back into
+    the datagrams at the far end; put back on stop. The eBPF data plane leaves LANs alone."""
+    lan_batch_us: Annotated[int, Field(ge=0, le=10000)] = 20
+    """With ``lan-gro``: NAPI polls of the LAN interfaces batched over this many microseconds
+    (gro_flush_timeout, napi_defer_hard_irqs) so GRO has runs to merge where the device does
+    not batch by itself (veth); the latency a packet may gain. 0 = leave those alone."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Map-Request answering processes sharing the control port (SO_REUSEPORT); 1 = in-process."""
     map_request_offload: MapRequestOffloadName = "off"

@@ -33,10 +33,14 @@ def make_dataplane(
     miss_to_stack: bool = False,
     fallback: bool = True,
     tun_kwargs: dict[str, Any] | None = None,
+    lan_gro: bool = True,
+    lan_batch_us: int = 20,
 ) -> Dataplane:
     """The backend for ``kind``; TUN (built with ``tun_kwargs``) when the kernel can't.
 
-    ``fallback=False`` raises ``RuntimeError`` instead of falling back.
+    ``fallback=False`` raises ``RuntimeError`` instead of falling back.  ``lan_gro`` /
+    ``lan_batch_us``: GRO on the LAN interfaces (``lan_gro.LanGro``) for the VXLAN
+    backends (the TUN backend takes them in ``tun_kwargs``; the eBPF one leaves LANs alone).
     """
     kind = kind.lower()
     if kind not in KINDS:
@@ -56,7 +60,7 @@ def make_dataplane(
         else:
             ok, reason = vxlan.supported(kind)
             if ok:
-                return vxlan.VxlanDataplane(kind, netns=netns)
+                return vxlan.VxlanDataplane(kind, netns=netns, lan_gro=lan_gro, lan_batch_us=lan_batch_us)
     else:
         return _tun(**(tun_kwargs or {}))
     if not fallback:

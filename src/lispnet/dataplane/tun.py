@@ -86,12 +86,13 @@ from ..wire.prefix import EidPrefix
 from . import netlink
 from .base import FwdEntry, IPAddr, Miss, MissCallback
 from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
+from .lan_gro import LanGro
 from .tun_etr import EtrPath, LsbCallback
 from .tun_gso import VNET_HDR_LEN, segment_tcp
 from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
 from .tun_setup import TABLE_BASE, TunSetup
 from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap
-from .tun_uso import TUN_F_USO4, TUN_F_USO6, restore_features, restore_napi, segment_udp
+from .tun_uso import TUN_F_USO4, TUN_F_USO6, segment_udp
 from .udp_gso import enable_gro
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         fwd_nice: int = FWD_NICE,
         tunnel_offload: bool | None = None,
         udp_offload: bool = True,
+        lan_gro: bool = True,
         lan_batch_us: int = 20,
     ) -> None:
         self.tun_prefix = tun_prefix
@@ -184,10 +186,9 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         self.tunnel_offload = tunnel_offload if offload and gso else False
         self.udp_offload = udp_offload
         """With the TCP TUN: UDP from the LAN goes there too, as GRO-merged super-packets (tun_uso)."""
-        self.lan_batch_us = lan_batch_us
-        """NAPI batching on the LANs for GRO (``tun_uso.napi_batching``; 0: leave them alone)."""
+        self._lan = LanGro(lan_batch_us) if lan_gro else None
+        """GRO on the LANs (``lan_gro``): without it nothing merges, UDP stays off the TCP TUN."""
         self._uso: set[int] = set()
-        self._gro_prev: dict[str, tuple[dict[str, bool], dict[str, int] | None]] = {}
         self._tap_fd: int | None = None
         self._tap_mac = b""
         self._tap_scratch = bytearray(65536 + 64)
@@ -301,11 +302,8 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         if self._created_tables:
             netlink.in_thread(self._cleanup_tables, sorted(self._created_tables))
             self._created_tables.clear()
-        for lan, (feats, napi) in self._gro_prev.items():
-            netlink.in_thread(restore_features, lan, feats)
-            if napi:
-                restore_napi(lan, napi)
-        self._gro_prev.clear()
+        if self._lan is not None:
+            self._lan.restore()
         self._uso.clear()
         self._started = False
 
@@ -387,7 +385,7 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
             tfd = netlink.create_tun(self.tcp_device(iid), vnet_hdr=True)
             flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
             try:  # USO (Linux 6.2+): the LAN's UDP comes here too, in GRO-merged runs
-                if not self.udp_offload:
+                if not self.udp_offload or self._lan is None:
                     raise OSError("off in the configuration")
                 fcntl.ioctl(tfd, TUNSETOFFLOAD, flags | TUN_F_USO4 | TUN_F_USO6)
                 self._uso.add(iid)

@@ -1,6 +1,6 @@
 """Kernel-side set-up of the TUN data plane (a mixin of ``TunDataplane``): devices up,
 per-instance routing tables and policy rules, the tunnel-offload TAP, the LAN interfaces
-set up for UDP super-packets (``tun_uso``), and their removal.  Runs on netlink threads
+set up for UDP super-packets (``tun_uso``, ``lan_gro``), and their removal.  Runs on netlink threads
 (``netlink.in_thread``), never on the forwarding thread."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..wire.prefix import EidPrefix
 from . import netlink
-from .tun_uso import gro_forwarding, napi_batching
+from .lan_gro import LanGro
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,12 @@ class TunSetup:
 
     mtu: int
     default_route: bool
-    lan_batch_us: int
     _instances: dict[int, str]
     _routes: dict[int, list[EidPrefix]]
     _created_tables: set[int]
     _tcp_fds: dict[int, int]
     _uso: set[int]
-    _gro_prev: dict[str, tuple[dict[str, bool], dict[str, int] | None]]
+    _lan: LanGro | None
 
     def device(self, iid: int) -> str:
         raise NotImplementedError
@@ -109,11 +108,7 @@ class TunSetup:
         # the ETR writes decapsulated packets into the TCP TUN: they route like the LAN's
         netlink.add_iif_rule(ipr, tdev, TABLE_BASE + iid, RULE_PRIORITY)
         if iid in self._uso:  # UDP comes here only when the LAN merges it (else one datagram a read)
-            if lan not in self._gro_prev:
-                feats = gro_forwarding(lan)
-                if feats is not None:
-                    self._gro_prev[lan] = (feats, napi_batching(lan, self.lan_batch_us) if self.lan_batch_us else None)
-            if lan not in self._gro_prev:
+            if self._lan is None or not self._lan.enable(lan):
                 self._uso.discard(iid)
         for family in (socket.AF_INET, socket.AF_INET6):
             have = {r.get_attr("FRA_IP_PROTO") for r in ipr.get_rules(family=family) if r.get_attr("FRA_TABLE") == table}

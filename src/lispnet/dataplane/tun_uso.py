@@ -18,35 +18,18 @@ offers USO (``TUN_F_USO4/6``, Linux 6.2+).  The ITR reads it with its virtio-net
 The datagram boundaries are kept everywhere: GRO merges only same-size datagrams (the last
 may be shorter) and every cut is at ``gso_size``.
 
-GRO can only merge what queues up before a NAPI poll.  A NIC's interrupt coalescing makes
-such batches; a veth (a namespace lab) polls every packet right away, so nothing would
-merge.  :func:`napi_batching` sets the interface's ``gro_flush_timeout`` and
-``napi_defer_hard_irqs`` (Documentation/networking/napi.rst, "IRQ mitigation"): while
-traffic flows, the NAPI instance is polled at most every ``gro_flush_timeout`` and packets
-wait up to that long - the latency traded for one read per run (``[node]
-tun-lan-batch-us``, default 20 µs; 0 leaves the interface alone).
-
-:func:`gro_forwarding` switches GRO and UDP GRO forwarding on for an interface (pyroute2's
-ethtool ioctls); both return what to restore on stop.
+The LAN interfaces are set up for the merging by ``lan_gro.LanGro`` (``[node] lan-gro``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import struct
-import subprocess
-import sys
-from typing import Any
 
 from .tun_gso import fold, ipv4_header_checksum, ones_sum, pseudo_sum
-
-log = logging.getLogger(__name__)
 
 TUN_F_USO4 = 0x20
 TUN_F_USO6 = 0x40
 GSO_UDP_L4 = 5
-GRO_FEATURES = ("rx-gro", "rx-udp-gro-forwarding")
 _H = struct.Struct("!H")
 
 
@@ -89,134 +72,4 @@ def segment_udp(pkt: memoryview, gso_size: int) -> list[tuple[bytes, memoryview]
     return out
 
 
-def gro_forwarding(ifname: str) -> dict[str, bool] | None:
-    """Switch GRO and UDP GRO forwarding on for ``ifname`` (in the caller's namespace).
-    Returns the features' previous values to hand to :func:`restore_features`, {} when
-    they were on already, None when the interface cannot do it (logged)."""
-    try:
-        from pyroute2.ethtool import Ethtool
-
-        et = Ethtool()
-        try:
-            feats = et.get_features(ifname)
-            table: Any = feats.features
-            prev: dict[str, bool] = {}
-            for name in GRO_FEATURES:
-                f = table.get(name)
-                if f is None or not f.available:
-                    log.info("%s: no %s: UDP from the LAN is read one datagram at a time", ifname, name)
-                    return None
-                if not f.enable:
-                    prev[name] = False
-                    f.enable = True
-            if prev:
-                et.set_features(ifname, feats)
-                log.info("%s: %s switched on (UDP super-packets toward the ITR)", ifname,
-                         ", ".join(sorted(prev)))
-            return prev
-        finally:
-            et.close()
-    except Exception as e:  # noqa: BLE001 - ethtool ioctls vary by driver
-        log.info("%s: cannot switch on UDP GRO forwarding: %s", ifname, e)
-        return None
-
-
-_SYSFS = r"""
-import ctypes, json, os, sys, tempfile
-libc = ctypes.CDLL(None, use_errno=True)
-# a private mount namespace with a sysfs of this process's network namespace
-if libc.unshare(0x00020000):
-    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None):
-    raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-top = tempfile.mkdtemp(prefix="lispnet-sysfs-")
-try:
-    if libc.mount(b"sysfs", top.encode(), b"sysfs", 0, None):
-        raise OSError(ctypes.get_errno(), "mount sysfs")
-    try:
-        dev, values = json.loads(sys.argv[1])
-        old = {}
-        for name, value in values.items():
-            path = "%s/class/net/%s/%s" % (top, dev, name)
-            with open(path) as f:
-                old[name] = int(f.read())
-            if value is not None:
-                with open(path, "w") as f:
-                    f.write(str(value))
-    finally:
-        libc.umount2(top.encode(), 2)  # MNT_DETACH
-finally:
-    os.rmdir(top)
-print(json.dumps(old))
-"""
-NAPI_DEFER = 2
-"""``napi_defer_hard_irqs`` with batching on: empty polls before the NAPI instance goes idle."""
-
-
-def sysfs_netdev(ifname: str, values: dict[str, int | None]) -> dict[str, int]:
-    """Write ``/sys/class/net/IFNAME/KEY`` values (None: only read) as seen from this
-    process's network namespace (the daemon may share its mount namespace, and so its /sys,
-    with another network namespace: a child process mounts a sysfs of its own).  Returns
-    the old values (raises OSError)."""
-    res = subprocess.run([sys.executable, "-c", _SYSFS, json.dumps([ifname, values])], capture_output=True,
-                         text=True, timeout=20, check=False)
-    if res.returncode != 0:
-        lines = res.stderr.strip().splitlines()
-        raise OSError(lines[-1] if lines else f"exit {res.returncode}")
-    old = json.loads(res.stdout)
-    return {str(k): int(v) for k, v in old.items()}
-
-
-def napi_batching(ifname: str, flush_us: int) -> dict[str, int] | None:
-    """Let ``ifname``'s NAPI instance batch up to ``flush_us`` µs of packets for GRO (see the
-    module notes).  The previous values for :func:`restore_napi`, None when not possible
-    (logged)."""
-    try:
-        old = sysfs_netdev(ifname, {"gro_flush_timeout": flush_us * 1000, "napi_defer_hard_irqs": NAPI_DEFER})
-    except (OSError, ValueError, subprocess.SubprocessError) as e:
-        log.info("%s: cannot batch NAPI polls (%s): UDP merges only when packets queue up", ifname, e)
-        return None
-    log.info("%s: NAPI polls batched (gro_flush_timeout %d µs, napi_defer_hard_irqs %d)", ifname, flush_us,
-             NAPI_DEFER)
-    return old
-
-
-def restore_napi(ifname: str, old: dict[str, int]) -> None:
-    try:
-        sysfs_netdev(ifname, dict(old))
-    except (OSError, ValueError, subprocess.SubprocessError) as e:
-        log.info("%s: cannot restore %s: %s", ifname, ", ".join(sorted(old)), e)
-
-
-def restore_features(ifname: str, prev: dict[str, bool]) -> None:
-    """Put back the feature values :func:`gro_forwarding` changed (interface may be gone)."""
-    if not prev:
-        return
-    try:
-        from pyroute2.ethtool import Ethtool
-
-        et = Ethtool()
-        try:
-            feats = et.get_features(ifname)
-            for name, value in prev.items():
-                f = feats.features.get(name)
-                if f is not None:
-                    f.enable = value
-            et.set_features(ifname, feats)
-        finally:
-            et.close()
-    except Exception as e:  # noqa: BLE001
-        log.info("%s: cannot restore %s: %s", ifname, ", ".join(sorted(prev)), e)
-
-
-__all__ = [
-    "GSO_UDP_L4",
-    "TUN_F_USO4",
-    "TUN_F_USO6",
-    "gro_forwarding",
-    "napi_batching",
-    "restore_features",
-    "restore_napi",
-    "segment_udp",
-    "sysfs_netdev",
-]
+__all__ = ["GSO_UDP_L4", "TUN_F_USO4", "TUN_F_USO6", "segment_udp"]

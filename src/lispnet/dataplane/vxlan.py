@@ -49,6 +49,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from .base import FwdEntry, FwdLocator, IPAddr, Miss, MissCallback
+from .lan_gro import LanGro
 from .libbpf import netns, run_in_netns
 from .netlink import create_tun
 
@@ -190,6 +191,8 @@ class VxlanDataplane:
         port: int | None = None,
         table_base: int = 0x4C00,
         router_mac: str = ROUTER_MAC,
+        lan_gro: bool = True,
+        lan_batch_us: int = 20,
     ) -> None:
         if kind not in PORTS:
             raise ValueError(f"unknown VXLAN kind {kind!r} (vxlan-gpe or vxlan)")
@@ -202,6 +205,8 @@ class VxlanDataplane:
         """Plain VXLAN: the macvlan holding the router MAC, where overlay routes point."""
         self._table_base = table_base
         self._router_mac = router_mac
+        self._lan = LanGro(lan_batch_us, netns) if lan_gro else None
+        """GRO on the LANs (``lan_gro``): runs of a flow's datagrams are tunnelled as one packet."""
         self._ifindex = 0
         self._rlocs: list[IPAddr] = []
         self._instances: dict[int, _Instance] = {}
@@ -354,6 +359,8 @@ class VxlanDataplane:
             except OSError:
                 pass
         self._punt_fds.clear()
+        if self._lan is not None:
+            self._lan.restore()
         self._nl(self._cleanup, list(self._rules), sorted(self._tables))
         self._rules.clear()
         self._tables.clear()
@@ -537,6 +544,9 @@ class VxlanDataplane:
                 t.start()
                 self._threads.append(t)
         self._instances = self._nl(self._configure_instances)
+        if self._lan is not None:
+            for ifname in sorted(set(self._wanted_instances.values()) - {""}):
+                self._lan.enable(ifname)
 
     def _configure_instances(self, ipr: Any) -> dict[int, _Instance]:
         """(netlink thread) Tables and rules of every instance."""

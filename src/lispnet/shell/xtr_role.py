@@ -100,7 +100,7 @@ def local_rlocs(config: NodeConfig) -> list[IPAddr]:
 
 
 def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | None = None,
-                   tunnel_offload: bool = True, udp_offload: bool = True,
+                   tunnel_offload: bool = True, udp_offload: bool = True, lan_gro: bool = True,
                    lan_batch_us: int = 20) -> Dataplane | None:
     """The backend called ``name`` (``dataplane.select``); unavailable ones fall back to TUN.
 
@@ -108,7 +108,8 @@ def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | N
     None lets the backend find the interfaces holding the local RLOCs.  The EID-facing
     interfaces are the ``[[instance]]`` interfaces, given through ``set_instances``.
     ``tunnel_offload``: the TUN backend may use UDP-tunnel GSO when the kernel has it;
-    ``udp_offload`` / ``lan_batch_us``: UDP super-packets from the LANs (``tun_uso``).
+    ``udp_offload``: UDP super-packets from the LANs (``tun_uso``); ``lan_gro`` /
+    ``lan_batch_us``: GRO on the LAN interfaces (``lan_gro``).
     """
     if name == "none":
         return None
@@ -118,10 +119,11 @@ def make_dataplane(name: str, logger: logging.Logger, rloc_ifaces: list[str] | N
     if name not in KINDS:
         logger.warning("unknown dataplane %r: falling back to tun", name)
         name = "tun"
-    tun_kwargs: dict[str, Any] = {"udp_offload": udp_offload, "lan_batch_us": lan_batch_us}
+    tun_kwargs: dict[str, Any] = {"udp_offload": udp_offload, "lan_gro": lan_gro, "lan_batch_us": lan_batch_us}
     if not tunnel_offload:
         tun_kwargs["tunnel_offload"] = False
-    return select_backend(name, rloc_ifaces=rloc_ifaces, tun_kwargs=tun_kwargs)
+    return select_backend(name, rloc_ifaces=rloc_ifaces, tun_kwargs=tun_kwargs, lan_gro=lan_gro,
+                          lan_batch_us=lan_batch_us)
 
 
 UDP_NO_CHECK6_RX = 102
@@ -218,7 +220,8 @@ async def build_xtr(ctx: RoleContext) -> RoleRuntime:
         )
 
     dp = make_dataplane(cfg.node.dataplane, logger, list(cfg.node.rloc_interfaces) or None,
-                        cfg.node.tun_tunnel_offload, cfg.node.tun_udp_offload, cfg.node.tun_lan_batch_us)
+                        cfg.node.tun_tunnel_offload, cfg.node.tun_udp_offload, cfg.node.lan_gro,
+                        cfg.node.lan_batch_us)
     instances = {i.instance_id: i.interface for i in cfg.instance} or {0: ""}
 
     def on_miss(miss: Miss) -> None:
