@@ -202,3 +202,95 @@ def test_udp_offload_sets_up_the_lan_and_restores_it(topo: None) -> None:
     assert during == {"rx-gro": True, "rx-udp-gro-forwarding": True, "gro_flush_timeout": 20000,
                       "napi_defer_hard_irqs": 2}
     assert after == before and before["rx-udp-gro-forwarding"] is False
+
+
+OUTER_SNIFF = """
+import json, socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))  # ETH_P_ALL: outgoing too
+s.bind(("ul0", 0)); s.settimeout(10); print("ready", flush=True)
+while True:
+    p = s.recv(4096)
+    if len(p) > 45 and p[0] == 0x45 and p[9] == 17 and p[22:24] == (4341).to_bytes(2, "big") and p[20 + 16 + 9] == 17:
+        inner = p[36:]
+        print(json.dumps({"ttl": p[8], "tos": p[1], "inner_ttl": inner[8], "inner_tos": inner[1]}), flush=True)
+        break
+"""
+
+MARKED_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[2])); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[3]))
+s.bind((sys.argv[1], 0))
+for hexpkt in sys.argv[4:]:
+    s.sendto(bytes.fromhex(hexpkt), ("192.168.0.2", 4341))
+"""
+
+MARKED_RECV = """
+import json, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 12, 1); s.setsockopt(socket.IPPROTO_IP, 13, 1)  # IP_RECVTTL, IP_RECVTOS
+s.bind(("10.2.0.2", 7002)); s.settimeout(5); print("ready", flush=True)
+out = []
+try:
+    while True:
+        d, anc, _f, _a = s.recvmsg(2048, 256)
+        info = {"data": d.decode()}
+        for lvl, kind, val in anc:
+            info["ttl" if kind == socket.IP_TTL else "tos"] = val[0]
+        out.append(info)
+except socket.timeout:
+    pass
+print(json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.parametrize("offload", ["on", "off"])
+def test_itr_copies_inner_ttl_and_tos_to_the_outer_header(topo: None, offload: str) -> None:
+    """Through the tunnel-offload TAP (a UDP super-packet) and through the UDP sockets."""
+    procs = run_xtrs(offload)
+    try:
+        sniff = ns_popen(ns("x1"), [sys.executable, "-c", OUTER_SNIFF], stdout=subprocess.PIPE, text=True)
+        try:
+            assert sniff.stdout is not None and sniff.stdout.readline().strip() == "ready"
+            ns_run(ns("h1"), [sys.executable, "-c", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+                              "s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 30);"
+                              "s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xBA);"
+                              "[s.sendto(b'ttl', ('10.2.0.2', 7003)) for _ in range(3)]"], check=True)
+            out, _ = sniff.communicate(timeout=20)
+        finally:
+            if sniff.poll() is None:
+                sniff.kill()
+    finally:
+        stop_xtrs(procs)
+    seen = json.loads(out.strip().splitlines()[-1])
+    # x1 forwarded the packet (TTL 30 -> 29) into its TUN; the outer header copies both
+    assert seen == {"ttl": 29, "tos": 0xBA, "inner_ttl": 29, "inner_tos": 0xBA}
+
+
+def test_etr_carries_outer_ttl_and_ce_into_the_inner_header(topo: None) -> None:
+    from scapy.layers.inet import IP, UDP
+
+    from lispnet.dataplane.encap import lisp_header
+
+    def lisp(tos: int, text: bytes) -> str:
+        inner = IP(src="10.1.0.2", dst="10.2.0.2", ttl=64, tos=tos) / UDP(sport=5555, dport=7002) / text
+        return (lisp_header(0x123456, 0, 1) + bytes(inner)).hex()
+
+    procs = run_xtrs("on")
+    try:
+        recv = ns_popen(ns("h2"), [sys.executable, "-c", MARKED_RECV], stdout=subprocess.PIPE, text=True)
+        try:
+            assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
+            # outer TTL 5 and CE, as if the underlay had routed and marked the packets
+            ns_run(ns("x1"), [sys.executable, "-c", MARKED_SEND, "192.168.0.1", "5", "3",
+                              lisp(0x02, b"ect"), lisp(0x00, b"not-ect")], check=True)
+            out, _ = recv.communicate(timeout=20)
+        finally:
+            if recv.poll() is None:
+                recv.kill()
+    finally:
+        _s1, s2 = stop_xtrs(procs)
+    got = json.loads(out.strip().splitlines()[-1])
+    # min(64, 5) = 5, then x2 forwards it (4); ECT(0) became CE; the not-ECT one is dropped
+    assert got == [{"data": "ect", "ttl": 4, "tos": 3}]
+    assert s2.get("drop.ecn-ce-not-ect") == 1

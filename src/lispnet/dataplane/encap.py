@@ -24,6 +24,8 @@ cumulative weights - one flow always lands on the same RLOC.
 
 from __future__ import annotations
 
+import functools
+import socket
 import struct
 import zlib
 from collections.abc import Sequence
@@ -46,6 +48,7 @@ _HDR = struct.Struct("!II")
 _UDP = struct.Struct("!HHHH")
 _IP4 = struct.Struct("!BBHHHBBH4s4s")
 _IP6 = struct.Struct("!IHBB16s16s")
+_INT = struct.Struct("=i")
 
 
 class EncapError(ValueError):
@@ -131,6 +134,24 @@ def inner_ttl(packet: bytes | memoryview) -> int:
     if packet[0] >> 4 == 4:
         return packet[8]
     return packet[7]
+
+
+def inner_tos(packet: bytes | memoryview) -> int:
+    """The ToS / traffic class byte (DSCP and ECN) of an IPv4 or IPv6 packet."""
+    if packet[0] >> 4 == 4:
+        return packet[1]
+    return (packet[0] & 0x0F) << 4 | packet[1] >> 4
+
+
+@functools.lru_cache(maxsize=4096)
+def outer_cmsg(family: int, ttl: int, tos: int) -> tuple[tuple[int, int, bytes], ...]:
+    """Control messages giving an outer packet sent on a ``family`` UDP socket the TTL /
+    hop limit and ToS / traffic class copied from its inner packet (RFC 9300 section 5.3:
+    the ITR copies the inner TTL and ToS; ECN per RFC 6040 normal mode, copied whole)."""
+    if family == socket.AF_INET:
+        return ((socket.IPPROTO_IP, socket.IP_TTL, _INT.pack(ttl)), (socket.IPPROTO_IP, socket.IP_TOS, _INT.pack(tos)))
+    return ((socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, _INT.pack(ttl)),
+            (socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _INT.pack(tos)))
 
 
 def flow_hash(packet: bytes | memoryview) -> int:
@@ -279,7 +300,10 @@ __all__ = [
     "encapsulate",
     "flow_hash",
     "inner_addresses",
+    "inner_tos",
+    "inner_ttl",
     "lisp_header",
+    "outer_cmsg",
     "parse_lisp_header",
     "source_port",
 ]

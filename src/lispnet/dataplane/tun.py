@@ -85,8 +85,9 @@ from ..wire.enums import Action
 from ..wire.prefix import EidPrefix
 from . import netlink
 from .base import FwdEntry, IPAddr, Miss, MissCallback
-from .encap import DATA_PORT, choose_locator, flow_hash, lisp_header
+from .encap import DATA_PORT, choose_locator, flow_hash, inner_tos, inner_ttl, lisp_header, outer_cmsg
 from .lan_gro import LanGro
+from .tun_ecn import enable_outer_info
 from .tun_etr import EtrPath, LsbCallback
 from .tun_gso import VNET_HDR_LEN, segment_tcp
 from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
@@ -320,6 +321,7 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         _big_buffers(sock)
         if self.gso:
             enable_gro(sock)
+        enable_outer_info(sock, family)  # the outer TTL and ToS of each datagram (tun_ecn)
         if family == socket.AF_INET6:
             # RFC 9300 section 5.3 / RFC 6935: accept LISP over IPv6 with a zero UDP checksum
             try:
@@ -567,11 +569,14 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
                 return None
         fam, addr, text = c.dsts[idx]
         sock = self._tx.get((fam, h & 0x0FFF)) or self._tx_socket(fam, h & 0x0FFF)
-        f = Flow(sock, addr, c.header, c.counters[idx])
+        ttl, tos = inner_ttl(pkt), inner_tos(pkt)
+        f = Flow(sock, addr, c.header, c.counters[idx], list(outer_cmsg(fam, ttl, tos)))
         if self._tap_fd is not None:
             src = next((r for r in self._rlocs if (r.version == 4) == (fam == socket.AF_INET)), None)
             if src is not None:
-                f.tnl = TunnelHeader(self._tap_mac, str(src), text, 0xF000 | (h & 0x0FFF), c.header)
+                # the kernel forwards what the TAP receives: one more TTL, spent on the way out
+                f.tnl = TunnelHeader(self._tap_mac, str(src), text, 0xF000 | (h & 0x0FFF), c.header,
+                                     ttl=min(ttl + 1, 255), tos=tos)
         if flows is not None:
             if len(flows) >= FLOW_CACHE_MAX:
                 flows.clear()

@@ -28,6 +28,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from .base import IPAddr
+from .tun_ecn import CMSG_SPACE, fix_inner, needs_fix, outer_info
 from .tun_gso import (
     GSO_TCPV4,
     GSO_TCPV6,
@@ -40,7 +41,6 @@ from .tun_gso import (
     vnet_header,
 )
 from .tun_itr import BUDGET
-from .udp_gso import GRO_CMSG_SPACE, gro_segment_size
 
 LsbCallback = Callable[[int, IPAddr, int], None]
 
@@ -76,7 +76,7 @@ class EtrPath:
         tun_fds = self._wr_fds
         for _ in range(BUDGET):
             try:
-                n, anc, _flags, addr = recv(iov, GRO_CMSG_SPACE)
+                n, anc, _flags, addr = recv(iov, CMSG_SPACE)
             except BlockingIOError:
                 return
             except OSError:
@@ -84,11 +84,16 @@ class EtrPath:
                     return
                 self._drop("udp-read-error")
                 return
-            seg = (gro_segment_size(anc) if anc else 0) or n
+            # outer TTL / ToS (RFC 9300 5.3, RFC 6040): judged on the first inner packet, as
+            # a GRO batch holds one outer flow (same TTL and ToS) from one ITR
+            seg, ottl, otos = outer_info(anc) if anc else (0, 255, 0)
+            seg = seg or n
+            fixing = n >= 28 and needs_fix(buf, 8, ottl, otos)
             if seg < n:
-                if offload and (self._decap_super(n, addr, seg) or self._decap_batch(n, seg, addr)):
+                if offload and (self._decap_super(n, addr, seg, ottl, otos)
+                                or (not fixing and self._decap_batch(n, seg, addr))):
                     continue
-            elif n > self.mtu + 8 and offload and self._decap_super(n, addr):
+            elif n > self.mtu + 8 and offload and self._decap_super(n, addr, 0, ottl, otos):
                 continue
             prev: bytes | bytearray = b""
             fd: int | None = None
@@ -121,6 +126,8 @@ class EtrPath:
                     self._drop("unknown-instance")
                 elif not 0x40 <= buf[off + 8] < 0x70:
                     self._drop("bad-inner-packet")
+                elif fixing and not fix_inner(buf, off + 8, ottl, otos):
+                    self._drop("ecn-ce-not-ect")
                 else:
                     spans.append((off + 8, end))
                     packets += 1
@@ -171,7 +178,7 @@ class EtrPath:
         ctr[1] += n - 8 * count
         return True
 
-    def _decap_super(self, n: int, addr: Any, udp_seg: int = 0) -> bool:
+    def _decap_super(self, n: int, addr: Any, udp_seg: int = 0, ottl: int = 255, otos: int = 0) -> bool:
         """A UDP-tunnel super-packet: one LISP header and one inner TCP super-packet filling
         the datagram (one GSO write, segments of the instance's MTU), or with ``udp_seg`` (the
         GRO control message of a tunnel packet carrying UDP_L4) one inner UDP super-packet
@@ -218,6 +225,9 @@ class EtrPath:
         payload = n - 8 - hl
         if gso_size <= 0 or payload <= gso_size:
             return False
+        if needs_fix(buf, 8, ottl, otos) and not fix_inner(buf, 8, ottl, otos):
+            self._drop("ecn-ce-not-ect")
+            return True
         # the kernel finishes each segment's checksum from the pseudo-header sum
         s = pseudo_sum(buf, 8, v4, proto, l4len)
         buf[th + csum_at] = s >> 8

@@ -35,10 +35,11 @@ MIN_SEGMENT = 256
 """Smallest TCP payload per segment the tunnel offload cuts to (else: cut here)."""
 TCP_BUDGET = 16
 """Reads per wake-up from a TCP TUN (each up to a 64 KB super-packet)."""
-_KEY4 = struct.Struct("!6xHxB2x12s")
-"""IPv4 (no options): (fragment field, protocol, addresses + ports)."""
-_KEY6 = struct.Struct("!6xBx36s")
-"""IPv6: (next header, addresses + ports)."""
+_KEY4 = struct.Struct("!xB4xHBB2x12s")
+"""IPv4 (no options): (ToS, fragment field, TTL, protocol, addresses + ports)."""
+_KEY6 = struct.Struct("!H4xBB36s")
+"""IPv6: (version + traffic class + top of the flow label, next header, hop limit,
+addresses + ports).  TTL and ToS are in the keys: the outer header copies them per flow."""
 Buf = bytes | bytearray | memoryview
 
 
@@ -63,10 +64,13 @@ class Flow:
     """A 5-tuple's forwarding decision (socket = outer source port, RLOC, LISP header,
     per-RLOC counters, tunnel-offload headers) and its pending ``UDP_SEGMENT`` batch."""
 
-    __slots__ = ("sock", "addr", "header", "ctr", "iov", "seg", "count", "limit", "short", "tnl")
+    __slots__ = ("sock", "addr", "header", "ctr", "cmsg", "iov", "seg", "count", "limit", "short", "tnl")
 
-    def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int]) -> None:
+    def __init__(self, sock: socket.socket, addr: tuple[Any, ...], header: bytes, ctr: list[int],
+                 cmsg: list[tuple[int, int, bytes]] | None = None) -> None:
         self.sock = sock
+        self.cmsg: list[tuple[int, int, bytes]] = cmsg or []
+        """Control messages of every send: the outer TTL and ToS, copied from the inner header."""
         self.addr = addr
         self.header = header
         self.ctr = ctr
@@ -153,12 +157,12 @@ class ItrPath:
                 b0 = arena[p]
                 if b0 == 0x45:
                     key = key4(arena, p)
-                    if key[1] not in (6, 17) or key[0] & 0x3FFF:
+                    if key[3] not in (6, 17) or key[1] & 0x3FFF:
                         self._tun_slow(iid, flows, base, m, pending, ar, vnet)
                         continue
                 elif b0 >> 4 == 6:
                     key = key6(arena, p)
-                    if key[0] not in (6, 17):
+                    if key[1] not in (6, 17):
                         self._tun_slow(iid, flows, base, m, pending, ar, vnet)
                         continue
                 else:
@@ -204,7 +208,7 @@ class ItrPath:
 
     def _flush(self, f: Flow) -> None:
         count = f.count
-        reason = send_batch(f.sock, f.addr, f.iov, f.seg, count, self.gso)
+        reason = send_batch(f.sock, f.addr, f.iov, f.seg, count, self.gso, f.cmsg)
         f.iov = []
         f.count = 0
         if reason is None:
@@ -238,7 +242,7 @@ class ItrPath:
         key: tuple[Any, ...]
         if b0 == 0x45:
             key = _KEY4.unpack_from(arena, p)
-            cacheable = key[1] in (6, 17) and not key[0] & 0x3FFF
+            cacheable = key[3] in (6, 17) and not key[1] & 0x3FFF
         elif b0 >> 4 == 4:
             ihl = (b0 & 0x0F) << 2
             if m < ihl + 4:
@@ -251,7 +255,7 @@ class ItrPath:
                 self._drop("short-packet")
                 return
             key = _KEY6.unpack_from(arena, p)
-            cacheable = key[0] in (6, 17)
+            cacheable = key[1] in (6, 17)
         else:
             self._drop("not-ip")
             return

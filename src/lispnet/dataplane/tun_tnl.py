@@ -116,7 +116,8 @@ class TunnelHeader:
 
     __slots__ = ("buf", "v4", "ip_at", "inner_nh", "base_sum", "dst", "mtu")
 
-    def __init__(self, dst_mac: bytes, src: str, dst: str, sport: int, lisp: bytes, mtu: int = 0) -> None:
+    def __init__(self, dst_mac: bytes, src: str, dst: str, sport: int, lisp: bytes, mtu: int = 0,
+                 ttl: int = OUTER_TTL, tos: int = 0) -> None:
         self.v4 = ":" not in dst
         self.dst = dst
         self.mtu = mtu
@@ -124,11 +125,11 @@ class TunnelHeader:
         self.ip_at = TNL_VNET_LEN + ETH_LEN
         eth = dst_mac + b"\x02\x00\x00\x00\x43\x41" + (b"\x08\x00" if self.v4 else b"\x86\xdd")
         if self.v4:
-            ip = _IP4.pack(0x45, 0, 0, 0, 0, OUTER_TTL, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+            ip = _IP4.pack(0x45, tos, 0, 0, 0, ttl, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
             words = _IP4_WORDS.unpack(ip)
             self.base_sum = sum(words)  # length and checksum are 0 here
         else:
-            ip = _IP6.pack(0x60000000, 0, 17, OUTER_TTL, socket.inet_pton(socket.AF_INET6, src),
+            ip = _IP6.pack(0x60000000 | tos << 20, 0, 17, ttl, socket.inet_pton(socket.AF_INET6, src),
                            socket.inet_pton(socket.AF_INET6, dst))
             self.base_sum = 0
         udp = _UDP.pack(sport, 4341, 0, 0)

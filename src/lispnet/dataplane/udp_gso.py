@@ -53,9 +53,11 @@ def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
 
 
 def send_batch(
-    sock: socket.socket, addr: tuple[Any, ...], iov: list[Buf], seg: int, nseg: int, gso: bool = True
+    sock: socket.socket, addr: tuple[Any, ...], iov: list[Buf], seg: int, nseg: int, gso: bool = True,
+    cmsg: list[tuple[int, int, bytes]] | tuple[()] = (),
 ) -> str | None:
-    """Send ``nseg`` packets of ``seg`` bytes (the last may be shorter) held in ``iov``.
+    """Send ``nseg`` packets of ``seg`` bytes (the last may be shorter) held in ``iov``,
+    with the control messages ``cmsg`` (e.g. the outer TTL and ToS).
 
     One ``sendmsg`` with ``UDP_SEGMENT`` when ``nseg > 1``; if the kernel refuses it
     (segment above the path MTU, no GSO) the packets go one by one.  Returns None when
@@ -64,9 +66,9 @@ def send_batch(
     if nseg == 1 or gso:
         try:
             if nseg == 1:
-                sock.sendmsg(iov, (), 0, addr)
+                sock.sendmsg(iov, cmsg, 0, addr)
             else:
-                sock.sendmsg(iov, [(SOL_UDP, UDP_SEGMENT, _SEG.pack(seg))], 0, addr)
+                sock.sendmsg(iov, [*cmsg, (SOL_UDP, UDP_SEGMENT, _SEG.pack(seg))], 0, addr)
             return None
         except BlockingIOError:
             return "send-buffer-full"
@@ -77,7 +79,7 @@ def send_batch(
     reason = None
     for off in range(0, len(data), seg):
         try:
-            sock.sendto(data[off : off + seg], addr)
+            sock.sendmsg([data[off : off + seg]], cmsg, 0, addr)
         except BlockingIOError:
             reason = "send-buffer-full"
         except OSError:
