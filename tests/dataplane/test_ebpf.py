@@ -571,3 +571,66 @@ def test_route_changes_seen_within_the_route_cache_lifetime(pair: Pair, topo: To
         topo.ip("x1", "route", "add", "default", "via", "192.168.1.254")
     time.sleep(0.05)
     assert topo.ping("h1", "10.2.0.2", count=2)
+
+
+MARKED_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[2])); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[3]))
+s.bind((sys.argv[1], 0))
+for hexpkt in sys.argv[5:]:
+    s.sendto(bytes.fromhex(hexpkt), (sys.argv[4], 4341))
+"""
+
+MARKED_RECV = """
+import json, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 12, 1); s.setsockopt(socket.IPPROTO_IP, 13, 1)  # IP_RECVTTL, IP_RECVTOS
+s.bind(("10.2.0.2", 7002)); s.settimeout(5); print("ready", flush=True)
+out = []
+try:
+    while True:
+        d, anc, _f, _a = s.recvmsg(2048, 256)
+        info = {"data": d.decode()}
+        for lvl, kind, val in anc:
+            info["ttl" if kind == socket.IP_TTL else "tos"] = val[0]
+        out.append(info)
+except socket.timeout:
+    pass
+print(json.dumps(out), flush=True)
+"""
+
+
+@netns
+@needs
+def test_decap_carries_outer_ttl_and_ce_into_the_inner_header(pair: Pair, topo: Topo) -> None:
+    """RFC 9300 5.3 / RFC 6040: inner TTL = min(inner, outer); outer CE -> inner CE, or
+    a drop when the inner packet is not ECN-capable."""
+    import json
+
+    from scapy.layers.inet import IP, UDP
+
+    from lispnet.dataplane.encap import lisp_header
+
+    pair.both_ways()
+
+    def lisp(tos: int, text: bytes) -> str:
+        inner = IP(src="10.1.0.2", dst="10.2.0.2", ttl=64, tos=tos) / UDP(sport=5555, dport=7002) / text
+        return (lisp_header(0x123456, IID, 1) + bytes(inner)).hex()
+
+    before = pair.x2.stats()
+    recv = subprocess.Popen(["ip", "netns", "exec", topo.h2, sys.executable, "-c", MARKED_RECV],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
+        topo.ns("x1", sys.executable, "-c", MARKED_SEND, "192.168.1.1", "6", "3", "192.168.2.1",
+                lisp(0x01, b"ect1"), lisp(0x00, b"not-ect"))
+        out, _ = recv.communicate(timeout=20)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+    got = json.loads(out.strip().splitlines()[-1])
+    after = pair.x2.stats()
+    # outer TTL 6, minus the underlay router u: 5; the redirect to h2 does not decrement
+    assert got == [{"data": "ect1", "ttl": 5, "tos": 3}]
+    assert after["drop_ecn_not_ect"] - before["drop_ecn_not_ect"] == 1

@@ -55,6 +55,7 @@ COUNTERS: tuple[str, ...] = (
     "drop_gso",
     "too_big",
     "drop_too_big",
+    "drop_ecn_not_ect",
 )
 
 _ENTRY_HEAD = struct.Struct("=BBHI")

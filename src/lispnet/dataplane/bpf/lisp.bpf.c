@@ -101,6 +101,7 @@ enum {
 	C_DROP_GSO,
 	C_TOO_BIG,		/* bigger than the egress MTU once encapsulated: punted */
 	C_DROP_TOO_BIG,		/* ... and the ring buffer was full */
+	C_DROP_ECN,		/* outer CE on an inner packet that is not ECN-capable (RFC 6040) */
 	C_NCOUNTERS,
 };
 
@@ -1066,6 +1067,7 @@ int lisp_decap(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	struct rloc_key rk = {};
 	__u8 osrc[16] = {};
+	__u8 ottl = 255, otos = 0;
 	struct udphdr *udp;
 	__u32 overhead;
 
@@ -1082,6 +1084,8 @@ int lisp_decap(struct __sk_buff *skb)
 		rk.family = 4;
 		__builtin_memcpy(rk.addr, &ip->daddr, 4);
 		__builtin_memcpy(osrc, &ip->saddr, 4);
+		ottl = ip->ttl;
+		otos = ip->tos;
 		udp = (void *)(ip + 1);
 		overhead = OVERHEAD4;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -1094,6 +1098,8 @@ int lisp_decap(struct __sk_buff *skb)
 		rk.family = 6;
 		__builtin_memcpy(rk.addr, &ip6->daddr, 16);
 		__builtin_memcpy(osrc, &ip6->saddr, 16);
+		ottl = ip6->hop_limit;
+		otos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 		udp = (void *)(ip6 + 1);
 		overhead = OVERHEAD6;
 	} else {
@@ -1183,11 +1189,32 @@ int lisp_decap(struct __sk_buff *skb)
 	struct bpf_fib_lookup p = {};
 
 	p.ifindex = skb->ifindex;
+	/* RFC 9300 5.3 / RFC 6040: the inner TTL becomes min(inner, outer); an outer CE marks
+	 * an ECN-capable inner packet CE, any other inner packet is dropped. */
 	if (ifam == 4) {
 		struct iphdr *ip = data + ETH_HLEN;
 
 		if ((void *)(ip + 1) > data_end)
 			return drop(C_DROP_BAD_INNER);
+		__u8 ntos = ip->tos, nttl = ip->ttl < ottl ? ip->ttl : ottl;
+
+		if ((otos & 3) == 3) {
+			if (!(ntos & 3))
+				return drop(C_DROP_ECN);
+			ntos |= 3;
+		}
+		if (ntos != ip->tos || nttl != ip->ttl) {
+			__u16 *w = (__u16 *)ip;
+			__u16 old0 = w[0], old4 = w[4];
+
+			ip->tos = ntos;
+			ip->ttl = nttl;
+			__u32 sum = (__u16)~ip->check + (__u16)~old0 + w[0] + (__u16)~old4 + w[4];
+
+			sum = (sum & 0xffff) + (sum >> 16);
+			sum = (sum & 0xffff) + (sum >> 16);
+			ip->check = (__u16)~sum;
+		}
 		p.family = AF_INET_;
 		p.tos = ip->tos;
 		p.ipv4_src = ip->saddr;
@@ -1197,6 +1224,13 @@ int lisp_decap(struct __sk_buff *skb)
 
 		if ((void *)(ip6 + 1) > data_end)
 			return drop(C_DROP_BAD_INNER);
+		if ((otos & 3) == 3) {
+			if (!((ip6->flow_lbl[0] >> 4) & 3))
+				return drop(C_DROP_ECN);
+			ip6->flow_lbl[0] |= 0x30;
+		}
+		if (ottl < ip6->hop_limit)
+			ip6->hop_limit = ottl;
 		p.family = AF_INET6_;
 		__builtin_memcpy(p.ipv6_src, &ip6->saddr, 16);
 		__builtin_memcpy(p.ipv6_dst, &ip6->daddr, 16);
