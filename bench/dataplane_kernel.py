@@ -40,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import time
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -49,36 +48,14 @@ sys.path.insert(0, str(ROOT / "tests" / "dataplane"))
 sys.path.insert(0, str(ROOT / "src"))
 
 from blaster import BLAST, PAYLOAD_64B_FRAME, SINK  # noqa: E402
-from kernel_topo import Topo  # noqa: E402
-
-from lispnet.dataplane.base import FwdEntry, FwdLocator  # noqa: E402
-from lispnet.wire.prefix import EidPrefix  # noqa: E402
+from kernel_topo import Topo, start_pair  # noqa: E402
 
 IID = 1000
 
 
 def setup(mode: str, topo: Topo) -> list[Any]:
     """Program x1 and x2 for ``mode``; returns the backends to stop."""
-    if mode == "plain":
-        return []
-    backends: list[Any] = []
-    for node, rlocs in (("x1", ["192.168.1.1"]), ("x2", ["192.168.2.1"])):
-        ns = topo.names[node]
-        if mode == "ebpf":
-            from lispnet.dataplane.ebpf import EbpfDataplane
-
-            dp: Any = EbpfDataplane(netns=ns)
-        else:
-            from lispnet.dataplane.vxlan import VxlanDataplane
-
-            dp = VxlanDataplane(mode, netns=ns)
-        dp.set_instances({IID: "eid0"})
-        dp.set_local_rlocs([ip_address(r) for r in rlocs], 1)
-        dp.start(lambda m: None)
-        backends.append(dp)
-    backends[0].install(FwdEntry(EidPrefix.parse("10.2.0.0/24", IID), (FwdLocator(ip_address("192.168.2.1")),)))
-    backends[1].install(FwdEntry(EidPrefix.parse("10.1.0.0/24", IID), (FwdLocator(ip_address("192.168.1.1")),)))
-    return backends
+    return [] if mode == "plain" else start_pair(mode, topo, IID)
 
 
 def iperf(topo: Topo, seconds: float, udp: bool) -> float:

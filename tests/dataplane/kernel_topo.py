@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 PREFIX = os.environ.get("LISPNET_TOPO_PREFIX", "lnb-")
 
@@ -192,3 +193,41 @@ def set_tx_csum(topo: Topo, node: str, dev: str, on: bool) -> None:
     import sys
 
     topo.ns(node, sys.executable, "-c", _TX_CSUM, dev, "1" if on else "0")
+
+
+def start_pair(kind: str, topo: Topo, iid: int) -> list[Any]:
+    """A kernel backend (``ebpf``, ``vxlan-gpe`` or ``vxlan``) on x1 and x2, instance ``iid``
+    on eid0, each side's IPv4 and IPv6 EID prefixes mapped to the other's RLOC of the same
+    family.  Returns [x1, x2]; the caller stops them."""
+    from ipaddress import ip_address
+
+    from lispnet.dataplane.base import FwdEntry, FwdLocator
+    from lispnet.wire.prefix import EidPrefix
+
+    sides = (("x1", ("192.168.1.1", "fc00:1::1"), ("10.1.0.0/24", "fd01::/64")),
+             ("x2", ("192.168.2.1", "fc00:2::1"), ("10.2.0.0/24", "fd02::/64")))
+    dps: list[Any] = []
+    for node, rlocs, _eids in sides:
+        ns = topo.names[node]
+        if kind == "ebpf":
+            from lispnet.dataplane.ebpf import EbpfDataplane
+
+            dp: Any = EbpfDataplane(netns=ns)
+        else:
+            from lispnet.dataplane.vxlan import VxlanDataplane
+
+            dp = VxlanDataplane(kind, netns=ns)
+        dp.set_instances({iid: "eid0"})
+        dp.set_local_rlocs([ip_address(r) for r in rlocs], 1)
+        dps.append(dp)
+    try:
+        for dp in dps:
+            dp.start(lambda m: None)
+        for dp, (_n, _r, _e), (_n2, peer_rlocs, peer_eids) in zip(dps, sides, reversed(sides), strict=True):
+            for prefix, rloc in zip(peer_eids, peer_rlocs, strict=True):
+                dp.install(FwdEntry(EidPrefix.parse(prefix, iid), (FwdLocator(ip_address(rloc)),)))
+    except BaseException:
+        for dp in dps:
+            dp.stop()
+        raise
+    return dps

@@ -29,6 +29,7 @@ from lispnet.wire.prefix import EidPrefix
 
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel_topo import Topo, have_root, iperf3_tcp, set_tx_csum  # noqa: E402
+from udp_exact import MARKED_RECV, MARKED_SEND, with_receiver  # noqa: E402
 
 IID = 1000
 A = ip_address
@@ -573,33 +574,6 @@ def test_route_changes_seen_within_the_route_cache_lifetime(pair: Pair, topo: To
     assert topo.ping("h1", "10.2.0.2", count=2)
 
 
-MARKED_SEND = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[2])); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[3]))
-s.bind((sys.argv[1], 0))
-for hexpkt in sys.argv[5:]:
-    s.sendto(bytes.fromhex(hexpkt), (sys.argv[4], 4341))
-"""
-
-MARKED_RECV = """
-import json, socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, 12, 1); s.setsockopt(socket.IPPROTO_IP, 13, 1)  # IP_RECVTTL, IP_RECVTOS
-s.bind(("10.2.0.2", 7002)); s.settimeout(5); print("ready", flush=True)
-out = []
-try:
-    while True:
-        d, anc, _f, _a = s.recvmsg(2048, 256)
-        info = {"data": d.decode()}
-        for lvl, kind, val in anc:
-            info["ttl" if kind == socket.IP_TTL else "tos"] = val[0]
-        out.append(info)
-except socket.timeout:
-    pass
-print(json.dumps(out), flush=True)
-"""
-
 
 @netns
 @needs
@@ -619,16 +593,12 @@ def test_decap_carries_outer_ttl_and_ce_into_the_inner_header(pair: Pair, topo: 
         return (lisp_header(0x123456, IID, 1) + bytes(inner)).hex()
 
     before = pair.x2.stats()
-    recv = subprocess.Popen(["ip", "netns", "exec", topo.h2, sys.executable, "-c", MARKED_RECV],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
-        topo.ns("x1", sys.executable, "-c", MARKED_SEND, "192.168.1.1", "6", "3", "192.168.2.1",
-                lisp(0x01, b"ect1"), lisp(0x00, b"not-ect"))
-        out, _ = recv.communicate(timeout=20)
-    finally:
-        if recv.poll() is None:
-            recv.kill()
+    _, out = with_receiver(
+        lambda: subprocess.Popen(["ip", "netns", "exec", topo.h2, sys.executable, "-c", MARKED_RECV],
+                                 stdout=subprocess.PIPE, text=True),
+        lambda: topo.ns("x1", sys.executable, "-c", MARKED_SEND, "192.168.1.1", "6", "3", "192.168.2.1",
+                        lisp(0x01, b"ect1"), lisp(0x00, b"not-ect")),
+        timeout=20)
     got = json.loads(out.strip().splitlines()[-1])
     after = pair.x2.stats()
     # outer TTL 6, minus the underlay router u: 5; the redirect to h2 does not decrement

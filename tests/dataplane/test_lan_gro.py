@@ -21,12 +21,9 @@ from typing import Any
 
 import pytest
 
-from lispnet.dataplane.base import FwdEntry, FwdLocator
-from lispnet.wire.prefix import EidPrefix
-
 sys.path.insert(0, str(Path(__file__).parent))
-from kernel_topo import Topo, have_root  # noqa: E402
-from udp_exact import UDP_SINK, UDP_SOURCE  # noqa: E402
+from kernel_topo import Topo, have_root, start_pair  # noqa: E402
+from udp_exact import UDP_SINK, UDP_SOURCE, with_receiver  # noqa: E402
 
 IID = 1000
 pytestmark = [
@@ -54,30 +51,6 @@ def topo() -> Iterator[Topo]:
         t.destroy()
 
 
-def start_pair(kind: str, topo: Topo) -> list[Any]:
-    dps: list[Any] = []
-    for node, rlocs in (("x1", ["192.168.1.1", "fc00:1::1"]), ("x2", ["192.168.2.1", "fc00:2::1"])):
-        ns = topo.names[node]
-        if kind == "ebpf":
-            from lispnet.dataplane.ebpf import EbpfDataplane
-
-            dp: Any = EbpfDataplane(netns=ns)
-        else:
-            from lispnet.dataplane.vxlan import VxlanDataplane
-
-            dp = VxlanDataplane(kind, netns=ns)
-        dp.set_instances({IID: "eid0"})
-        dp.set_local_rlocs([ip_address(r) for r in rlocs], 1)
-        dp.start(lambda m: None)
-        dps.append(dp)
-    x1, x2 = dps
-    for dp, prefixes, rloc in ((x1, ("10.2.0.0/24", "fd02::/64"), ("192.168.2.1", "fc00:2::1")),
-                               (x2, ("10.1.0.0/24", "fd01::/64"), ("192.168.1.1", "fc00:1::1"))):
-        for prefix, r in zip(prefixes, rloc, strict=True):
-            dp.install(FwdEntry(EidPrefix.parse(prefix, IID), (FwdLocator(ip_address(r)),)))
-    return dps
-
-
 def tx_packets(topo: Topo, node: str, dev: str) -> int:
     return int(topo.ns(node, "cat", f"/sys/class/net/{dev}/statistics/tx_packets").stdout)
 
@@ -85,19 +58,15 @@ def tx_packets(topo: Topo, node: str, dev: str) -> int:
 @pytest.mark.parametrize("kind", ["ebpf", "vxlan-gpe", "vxlan"])
 @pytest.mark.parametrize("dst", ["10.2.0.2", "fd02::2"])
 def test_gro_merged_udp_crosses_datagram_exact(topo: Topo, kind: str, dst: str) -> None:
-    dps = start_pair(kind, topo)
+    dps = start_pair(kind, topo, IID)
     try:
         assert topo.ping("h1", dst, count=2)
         skbs = tx_packets(topo, "x1", "up0")
-        sink = subprocess.Popen(["ip", "netns", "exec", topo.names["h2"], sys.executable, "-c", UDP_SINK, dst],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-            sent = int(topo.ns("h1", sys.executable, "-c", UDP_SOURCE, dst, timeout=120).stdout.split()[0])
-            out, _ = sink.communicate(timeout=60)
-        finally:
-            if sink.poll() is None:
-                sink.kill()
+        src, out = with_receiver(
+            lambda: subprocess.Popen(["ip", "netns", "exec", topo.names["h2"], sys.executable, "-c", UDP_SINK, dst],
+                                     stdout=subprocess.PIPE, text=True),
+            lambda: topo.ns("h1", sys.executable, "-c", UDP_SOURCE, dst, timeout=120))
+        sent = int(src.stdout.split()[0])
         skbs = tx_packets(topo, "x1", "up0") - skbs
         stats = [dp.stats() for dp in dps]
     finally:

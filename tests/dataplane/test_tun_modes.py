@@ -19,7 +19,7 @@ from lispnet.lab.lab import ns_popen, ns_run, ns_sysctls
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tcp_transfer import SINK, SOURCE  # noqa: E402
-from udp_exact import UDP_SINK, UDP_SOURCE  # noqa: E402
+from udp_exact import MARKED_RECV, MARKED_SEND, UDP_SINK, UDP_SOURCE, with_receiver  # noqa: E402
 
 pytestmark = [
     pytest.mark.netns,
@@ -146,14 +146,10 @@ def test_udp_datagrams_exact_with_and_without_udp_super_packets(topo: None, offl
     procs = run_xtrs(offload)
     try:
         tap = has_device("x1", "lispu")
-        sink = ns_popen(ns("h2"), [sys.executable, "-c", UDP_SINK, "10.2.0.2"], stdout=subprocess.PIPE, text=True)
-        try:
-            assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-            src = ns_run(ns("h1"), [sys.executable, "-c", UDP_SOURCE, "10.2.0.2"], timeout=120)
-            out, _ = sink.communicate(timeout=60)
-        finally:
-            if sink.poll() is None:
-                sink.kill()
+        src, out = with_receiver(
+            lambda: ns_popen(ns("h2"), [sys.executable, "-c", UDP_SINK, "10.2.0.2"], stdout=subprocess.PIPE,
+                             text=True),
+            lambda: ns_run(ns("h1"), [sys.executable, "-c", UDP_SOURCE, "10.2.0.2"], timeout=120))
     finally:
         s1, s2 = stop_xtrs(procs)
     sent = int(src.stdout.split()[0])
@@ -216,50 +212,18 @@ while True:
         break
 """
 
-MARKED_SEND = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[2])); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[3]))
-s.bind((sys.argv[1], 0))
-for hexpkt in sys.argv[4:]:
-    s.sendto(bytes.fromhex(hexpkt), ("192.168.0.2", 4341))
-"""
-
-MARKED_RECV = """
-import json, socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, 12, 1); s.setsockopt(socket.IPPROTO_IP, 13, 1)  # IP_RECVTTL, IP_RECVTOS
-s.bind(("10.2.0.2", 7002)); s.settimeout(5); print("ready", flush=True)
-out = []
-try:
-    while True:
-        d, anc, _f, _a = s.recvmsg(2048, 256)
-        info = {"data": d.decode()}
-        for lvl, kind, val in anc:
-            info["ttl" if kind == socket.IP_TTL else "tos"] = val[0]
-        out.append(info)
-except socket.timeout:
-    pass
-print(json.dumps(out), flush=True)
-"""
-
-
 @pytest.mark.parametrize("offload", ["on", "off"])
 def test_itr_copies_inner_ttl_and_tos_to_the_outer_header(topo: None, offload: str) -> None:
     """Through the tunnel-offload TAP (a UDP super-packet) and through the UDP sockets."""
     procs = run_xtrs(offload)
     try:
-        sniff = ns_popen(ns("x1"), [sys.executable, "-c", OUTER_SNIFF], stdout=subprocess.PIPE, text=True)
-        try:
-            assert sniff.stdout is not None and sniff.stdout.readline().strip() == "ready"
-            ns_run(ns("h1"), [sys.executable, "-c", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
-                              "s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 30);"
-                              "s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xBA);"
-                              "[s.sendto(b'ttl', ('10.2.0.2', 7003)) for _ in range(3)]"], check=True)
-            out, _ = sniff.communicate(timeout=20)
-        finally:
-            if sniff.poll() is None:
-                sniff.kill()
+        _, out = with_receiver(
+            lambda: ns_popen(ns("x1"), [sys.executable, "-c", OUTER_SNIFF], stdout=subprocess.PIPE, text=True),
+            lambda: ns_run(ns("h1"), [sys.executable, "-c", "import socket; s = socket.socket(socket.AF_INET, "
+                                      "socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 30);"
+                                      "s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xBA);"
+                                      "[s.sendto(b'ttl', ('10.2.0.2', 7003)) for _ in range(3)]"], check=True),
+            timeout=20)
     finally:
         stop_xtrs(procs)
     seen = json.loads(out.strip().splitlines()[-1])
@@ -278,16 +242,12 @@ def test_etr_carries_outer_ttl_and_ce_into_the_inner_header(topo: None) -> None:
 
     procs = run_xtrs("on")
     try:
-        recv = ns_popen(ns("h2"), [sys.executable, "-c", MARKED_RECV], stdout=subprocess.PIPE, text=True)
-        try:
-            assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
-            # outer TTL 5 and CE, as if the underlay had routed and marked the packets
-            ns_run(ns("x1"), [sys.executable, "-c", MARKED_SEND, "192.168.0.1", "5", "3",
-                              lisp(0x02, b"ect"), lisp(0x00, b"not-ect")], check=True)
-            out, _ = recv.communicate(timeout=20)
-        finally:
-            if recv.poll() is None:
-                recv.kill()
+        # outer TTL 5 and CE, as if the underlay had routed and marked the packets
+        _, out = with_receiver(
+            lambda: ns_popen(ns("h2"), [sys.executable, "-c", MARKED_RECV], stdout=subprocess.PIPE, text=True),
+            lambda: ns_run(ns("x1"), [sys.executable, "-c", MARKED_SEND, "192.168.0.1", "5", "3", "192.168.0.2",
+                                      lisp(0x02, b"ect"), lisp(0x00, b"not-ect")], check=True),
+            timeout=20)
     finally:
         _s1, s2 = stop_xtrs(procs)
     got = json.loads(out.strip().splitlines()[-1])

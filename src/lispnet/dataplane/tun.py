@@ -89,11 +89,11 @@ from .encap import DATA_PORT, choose_locator, flow_hash, inner_tos, inner_ttl, l
 from .lan_gro import LanGro
 from .tun_ecn import enable_outer_info
 from .tun_etr import EtrPath, LsbCallback
-from .tun_gso import VNET_HDR_LEN, segment_tcp
+from .tun_gso import VNET_HDR_LEN, segment_l4
 from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
 from .tun_setup import TABLE_BASE, TunSetup
 from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap
-from .tun_uso import TUN_F_USO4, TUN_F_USO6, segment_udp
+from .tun_uso import TUN_F_USO4, TUN_F_USO6
 from .udp_gso import enable_gro
 
 log = logging.getLogger(__name__)
@@ -552,8 +552,7 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         c = self._flow.get(dkey) or self._lookup(iid, ver, dkey)
         if c is None or c.kind != _ENCAP:
             # a TSO super-packet that is not encapsulated is cut into ordinary packets first
-            cut = segment_udp if (pkt[9] if ver == 4 else pkt[6]) == 17 else segment_tcp
-            pieces = [pkt] if not gso_size else [memoryview(h + bytes(d)) for h, d in cut(pkt, gso_size)]
+            pieces = [pkt] if not gso_size else [memoryview(h + bytes(d)) for h, d in segment_l4(pkt, gso_size)]
             for piece in pieces:
                 if c is None:
                     self._punt(iid, dkey, piece)

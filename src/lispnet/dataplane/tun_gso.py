@@ -337,57 +337,71 @@ def coalesce_batch_split(
     return out
 
 
-# --- ITR: cut a TCP super-packet into MSS-sized packets ---------------------------------
-def segment_tcp(
+# --- ITR: cut a TCP or UDP super-packet into its segments ------------------------------
+def segment_l4(
     pkt: memoryview, gso_size: int
 ) -> list[tuple[bytes, memoryview]]:
-    """Split a TCP super-packet (TSO from the TUN) into (headers, payload) segments.
+    """Split a TCP super-packet (TSO from the TUN) or a UDP one (USO: GRO-merged datagrams)
+    into (headers, payload) segments of ``gso_size`` payload bytes (the last may be shorter).
 
-    Each segment gets its IP header (length, IPv4 id + k, header checksum) and TCP
-    header (seq + k * gso_size; CWR only on the first, PSH/FIN only on the last) with a
-    complete TCP checksum, as the kernel's own software GSO would produce.
+    Each segment gets its IP header (length, IPv4 id + k, header checksum) and transport
+    header with a complete checksum - TCP: seq + k * gso_size, CWR only on the first,
+    PSH/FIN only on the last; UDP: its length - as the kernel's own software GSO would
+    produce.  A packet with nothing to cut comes back as ``[(b"", pkt)]``.
     """
     v4 = pkt[0] >> 4 == 4
     ihl = (pkt[0] & 0x0F) << 2 if v4 else 40
-    thl = (pkt[ihl + 12] >> 4) << 2
+    tcp = (pkt[9] if v4 else pkt[6]) == 6
+    thl = (pkt[ihl + 12] >> 4) << 2 if tcp else 8
     hl = ihl + thl
     total = len(pkt)
-    payload = total - hl
-    if gso_size <= 0 or payload <= gso_size:
+    if gso_size <= 0 or total - hl <= gso_size:
         return [(b"", pkt)]
     ip = bytearray(pkt[:ihl])
-    tcp = bytearray(pkt[ihl:hl])
-    flags = tcp[13]
-    seq = _I.unpack_from(tcp, 4)[0]
+    th = bytearray(pkt[ihl:hl])
+    flags = th[13] if tcp else 0
+    seq = _I.unpack_from(th, 4)[0] if tcp else 0
+    csum_at = 16 if tcp else 6
     ip_id = _H.unpack_from(ip, 4)[0] if v4 else 0
-    tcp[16:18] = b"\x00\x00"
-    addrs = _pseudo(pkt, 0, v4, 6, 0)
+    addrs = _pseudo(pkt, 0, v4, 6 if tcp else 17, 0)
     out: list[tuple[bytes, memoryview]] = []
     off = hl
     k = 0
     while off < total:
         end = min(off + gso_size, total)
-        seg_len = end - off
-        last = end == total
-        f = flags & ~(TCP_PSH_FIN | 0x80) if k else flags & ~TCP_PSH_FIN
-        if last:
-            f |= flags & TCP_PSH_FIN
-        tcp[4:8] = _I.pack((seq + k * gso_size) & 0xFFFFFFFF)
-        tcp[13] = f
-        tcp[16:18] = b"\x00\x00"
-        csum = fold(addrs + thl + seg_len + ones_sum(tcp) + ones_sum(pkt[off:end]))
-        tcp[16:18] = _H.pack(~csum & 0xFFFF or 0xFFFF)
-        if v4:
-            ip[2:4] = _H.pack(hl + seg_len)
-            ip[4:6] = _H.pack((ip_id + k) & 0xFFFF)
-            ip[10:12] = b"\x00\x00"
-            ip[10:12] = _H.pack(ipv4_header_checksum(ip))
+        l4len = thl + end - off
+        if tcp:
+            f = flags & ~(TCP_PSH_FIN | 0x80) if k else flags & ~TCP_PSH_FIN
+            if end == total:
+                f |= flags & TCP_PSH_FIN
+            th[4:8] = _I.pack((seq + k * gso_size) & 0xFFFFFFFF)
+            th[13] = f
         else:
-            ip[4:6] = _H.pack(thl + seg_len)
-        out.append((bytes(ip) + bytes(tcp), pkt[off:end]))
+            th[4:6] = _H.pack(l4len)
+        th[csum_at : csum_at + 2] = b"\x00\x00"
+        csum = fold(addrs + l4len + ones_sum(th) + ones_sum(pkt[off:end]))
+        th[csum_at : csum_at + 2] = _H.pack(~csum & 0xFFFF or 0xFFFF)
+        segment_ip_header(ip, v4, l4len, ip_id + k)
+        out.append((bytes(ip) + bytes(th), pkt[off:end]))
         off = end
         k += 1
     return out
+
+
+segment_tcp = segment_l4
+"""A TSO super-packet's segments (``segment_l4``)."""
+
+
+def segment_ip_header(ip: bytearray, v4: bool, l4len: int, ip_id: int) -> None:
+    """Set a segment's IP header for ``l4len`` bytes of transport header and payload: the
+    lengths, and for IPv4 the id and the header checksum."""
+    if v4:
+        ip[2:4] = _H.pack(len(ip) + l4len)
+        ip[4:6] = _H.pack(ip_id & 0xFFFF)
+        ip[10:12] = b"\x00\x00"
+        ip[10:12] = _H.pack(ipv4_header_checksum(ip))
+    else:
+        ip[4:6] = _H.pack(l4len)
 
 
 def complete_checksum(buf: bytearray, at: int, end: int, start: int, offset: int) -> None:
@@ -418,6 +432,8 @@ __all__ = [
     "ipv4_header_checksum",
     "ones_sum",
     "pseudo_sum",
+    "segment_ip_header",
+    "segment_l4",
     "segment_tcp",
     "vnet_header",
 ]

@@ -24,9 +24,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .tun_gso import GSO_UDP_L4, VNET_HDR_LEN, complete_checksum, segment_tcp
+from .tun_gso import GSO_UDP_L4, VNET_HDR_LEN, complete_checksum, segment_l4
 from .tun_tnl import TunnelHeader
-from .tun_uso import segment_udp
 from .udp_gso import MAX_BYTES, MAX_SEGMENTS, send_batch
 
 BUDGET = 64
@@ -273,7 +272,7 @@ class ItrPath:
             if f.tnl is not None and self._tnl_send(f, arena, mv, base, p, m, gso_size):
                 return
             hdr = f.header
-            for seg_hdr, payload in (segment_tcp if proto == 6 else segment_udp)(mv[p : p + m], gso_size):
+            for seg_hdr, payload in segment_l4(mv[p : p + m], gso_size):
                 ln = len(seg_hdr) + len(payload)
                 self._flow_add(f, [hdr, seg_hdr, payload], ln + 8, pending)
         else:
