@@ -104,6 +104,8 @@ BAD_CASES: list[tuple[str, Any, str]] = [
     ("bad address", lambda d: d["node"].update({"control-addresses": ["300.1.1.1"]}), "node.control-addresses[0]: not an IPv4 or IPv6 address"),
     ("bad api", lambda d: d["node"].update(api="localhost"), "node.api: expected"),
     ("bad port", lambda d: d["node"].update({"control-port": 70000}), "node.control-port: must be <= 65535"),
+    ("lan batch", lambda d: d["node"].update({"lan-batch-us": -1}), "node.lan-batch-us: must be >= 0"),
+    ("lan gro", lambda d: d["node"].update({"lan-gro": "sometimes"}), "node.lan-gro: must be a valid boolean"),
     ("port type", lambda d: d["node"].update({"control-port": "x"}), "node.control-port: must be a valid integer"),
     ("bad log level", lambda d: d["node"].update({"log-level": "loud"}), "node.log-level: must be one of debug, info, warning, error"),
     (

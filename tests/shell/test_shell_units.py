@@ -143,3 +143,24 @@ eid-prefixes = ["10.0.0.0/8"]
         await d.stop()
         ms_sock.close()
         itr.close()
+
+
+def test_lan_gro_settings_reach_the_backends() -> None:
+    """``[node] lan-gro`` / ``lan-batch-us`` / ``tun-udp-offload`` reach the TUN and VXLAN
+    backends the daemon builds (nothing is started here)."""
+    import logging
+
+    from lispnet.config.load import parse_config
+    from lispnet.dataplane.tun import TunDataplane
+    from lispnet.shell.xtr_role import make_dataplane
+
+    cfg = parse_config({"node": {"name": "x", "roles": ["itr"], "lan-gro": False, "lan-batch-us": 50}})
+    assert cfg.node.lan_gro is False and cfg.node.lan_batch_us == 50 and cfg.node.tun_udp_offload is True
+    log = logging.getLogger("t")
+    off = make_dataplane("tun", log, None, True, True, cfg.node.lan_gro, cfg.node.lan_batch_us)
+    on = make_dataplane("tun", log, None, True, True, True, 50)
+    assert isinstance(off, TunDataplane) and isinstance(on, TunDataplane)
+    assert off._lan is None and on._lan is not None and on._lan.batch_us == 50
+    vx = make_dataplane("vxlan-gpe", log, None, lan_gro=True, lan_batch_us=7)
+    if type(vx).__name__ == "VxlanDataplane":  # the kernel may lack VXLAN-GPE: TUN fallback
+        assert vx._lan is not None and vx._lan.batch_us == 7  # type: ignore[union-attr]
