@@ -117,3 +117,25 @@ def test_vxlan_backend_sets_up_its_lan_and_restores_it(topo: Topo, lan_gro: bool
                           "napi_defer_hard_irqs": 2}
     else:
         assert during == before
+
+
+def test_batching_left_by_a_killed_daemon_is_not_kept_for_good(topo: Topo) -> None:
+    """A daemon killed with its LAN set up leaves the NAPI values behind; the next one
+    recognises them as ours and hands the interface back with the kernel's defaults."""
+    from lispnet.dataplane.lan_gro import LanGro
+
+    def state() -> dict[str, Any]:
+        return dict(json.loads(topo.ns("x2", sys.executable, "-c", LAN_STATE).stdout))
+
+    before = state()
+    killed = LanGro(25, topo.names["x2"])
+    killed.enable("eid0")  # not restored: a SIGKILLed daemon
+    assert state()["gro_flush_timeout"] == 25000
+    second = LanGro(25, topo.names["x2"])
+    assert second.enable("eid0")
+    second.restore()
+    after = state()
+    assert after["gro_flush_timeout"] == 0 and after["napi_defer_hard_irqs"] == 0
+    assert before["gro_flush_timeout"] == 0
+    killed.restore()  # the features too, for the tests after this one
+    assert state() == before

@@ -174,6 +174,11 @@ class LanGro:
         if feats is None:
             return False
         napi = run_in_netns(self.netns, napi_batching, ifname, self.batch_us) if self.batch_us else None
+        if napi == {"gro_flush_timeout": self.batch_us * 1000, "napi_defer_hard_irqs": NAPI_DEFER}:
+            # exactly our values: a daemon that was not stopped cleanly left them; hand the
+            # interface back with the kernel's defaults rather than keep them for good
+            log.info("%s: NAPI batching left by an earlier run; the kernel defaults come back on stop", ifname)
+            napi = {"gro_flush_timeout": 0, "napi_defer_hard_irqs": 0}
         self._prev[ifname] = (feats, napi)
         return True
 
