@@ -200,3 +200,31 @@ def test_counters_add_up_under_a_burst(lab: Lab) -> None:
     assert delta(before1, after1, "encap.bytes.fd00:255::12") == received * (20 + 8 + 64)
     sends = delta(before1, after1, "gso.udp-sends")
     assert 0 < sends <= encap  # batches: never more sendmsg calls than packets
+
+
+@pytest.mark.parametrize("dst", ["10.2.0.10", "fd00:2::10"])
+def test_udp_runs_cross_whole_and_datagram_exact(lab: Lab, dst: str) -> None:
+    """The daemon's own LAN set-up (lan-gro) merges h1's bursts into UDP super-packets, IPv4
+    and IPv6 EIDs alike; they cross whole (ITR count == ETR count) and every datagram
+    arrives as sent."""
+    import json
+    import subprocess
+
+    from udp_exact import UDP_SINK as EXACT_SINK
+    from udp_exact import UDP_SOURCE as EXACT_SOURCE
+    from udp_exact import with_receiver
+
+    _needs_tunnel_offload(lab)
+    checks.ping(lab, "h1", dst, count=2)
+    b1, b2 = checks.forwarding(lab, "xtr1"), checks.forwarding(lab, "xtr2")
+    src, out = with_receiver(
+        lambda: ns_popen(lab.namespace("h2"), [sys.executable, "-c", EXACT_SINK, dst], stdout=subprocess.PIPE,
+                         text=True),
+        lambda: lab.exec("h1", [sys.executable, "-c", EXACT_SOURCE, dst], timeout=120))
+    a1, a2 = checks.forwarding(lab, "xtr1"), checks.forwarding(lab, "xtr2")
+    sent = int(src.stdout.split()[0])
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["bad"] == 0 and got["dup"] == 0 and got["ok"] >= 0.9 * sent, (got, sent)
+    supers = a1["tnl.udp-super-packets"] - b1.get("tnl.udp-super-packets", 0)
+    whole = a2["tnl.udp-super-datagrams"] - b2.get("tnl.udp-super-datagrams", 0)
+    assert 0 < supers < sent // 4 and whole == supers, (supers, whole, sent)
