@@ -162,8 +162,8 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 BATCH_LAN = """
-from lispnet.dataplane.lan_gro import gro_forwarding, napi_batching
-assert gro_forwarding("lan0") is not None and napi_batching("lan0", 20) is not None
+from lispnet.dataplane.lan_gro import LanGro
+assert LanGro(20).enable("lan0")
 """
 
 

@@ -32,8 +32,8 @@ pytestmark = [
 ]
 
 BATCH = """
-from lispnet.dataplane.lan_gro import gro_forwarding, napi_batching
-assert gro_forwarding("eid0") is not None and napi_batching("eid0", 50) is not None
+from lispnet.dataplane.lan_gro import LanGro
+assert LanGro(50).enable("eid0")
 """
 
 
@@ -86,12 +86,8 @@ def test_gro_merged_udp_crosses_datagram_exact(topo: Topo, kind: str, dst: str) 
 
 LAN_STATE = """
 import json
-from pyroute2.ethtool import Ethtool
-from lispnet.dataplane.lan_gro import sysfs_netdev
-f = Ethtool().get_features("eid0").features
-out = {k: f[k].enable for k in ("rx-gro", "rx-udp-gro-forwarding")}
-out.update(sysfs_netdev("eid0", {"gro_flush_timeout": None, "napi_defer_hard_irqs": None}))
-print(json.dumps(out))
+from lispnet.dataplane.lan_gro import lan_state
+print(json.dumps(lan_state("eid0")))
 """
 
 

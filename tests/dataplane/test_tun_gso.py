@@ -21,7 +21,7 @@ from lispnet.dataplane.tun_gso import (
     coalesce_batch_split,
     ipv4_header_checksum,
     ones_sum,
-    segment_tcp,
+    segment_l4,
 )
 from lispnet.dataplane.udp_gso import GRO_CMSG_SPACE, enable_gro, gro_segment_size, send_batch
 
@@ -66,7 +66,7 @@ def super_packet(v6: bool, payload: bytes, flags: str = "PA") -> bytes:
 def test_segment_tcp_gives_valid_mss_packets(v6: bool) -> None:
     payload = os.urandom(10 * 1448 + 100)
     big = super_packet(v6, payload)
-    segs = segment_tcp(memoryview(big), 1448)
+    segs = segment_l4(memoryview(big), 1448)
     assert len(segs) == 11
     data = b""
     for k, (hdr, pay) in enumerate(segs):
@@ -94,7 +94,7 @@ def spans_of(packets: list[bytes]) -> tuple[bytearray, list[tuple[int, int]]]:
 @pytest.mark.parametrize("v6", [False, True])
 def test_coalesce_tcp_run_into_one_gso_write(v6: bool) -> None:
     payload = os.urandom(5 * 1448)
-    segs = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(super_packet(v6, payload)), 1448)]
+    segs = [bytes(h) + bytes(p) for h, p in segment_l4(memoryview(super_packet(v6, payload)), 1448)]
     buf, spans = spans_of(segs)
     out = coalesce(buf, memoryview(buf), spans)
     assert len(out) == 1
@@ -114,7 +114,7 @@ def test_coalesce_tcp_run_into_one_gso_write(v6: bool) -> None:
 
 
 def test_coalesce_stops_at_gaps_and_other_flows() -> None:
-    segs = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(super_packet(False, os.urandom(4 * 1000))), 1000)]
+    segs = [bytes(h) + bytes(p) for h, p in segment_l4(memoryview(super_packet(False, os.urandom(4 * 1000))), 1000)]
     other = bytes(IP(src="10.1.0.11", dst="10.2.0.10") / TCP(sport=1, dport=2, flags="A") / os.urandom(1000))
     packets = [segs[0], segs[1], segs[3], other, segs[2]]
     buf, spans = spans_of(packets)
@@ -165,7 +165,7 @@ def test_udp_segment_batch_arrives_as_gro_batch() -> None:
 
 @pytest.mark.parametrize("v6", [False, True])
 def test_coalesce_batch_equals_packetwise_coalesce(v6: bool) -> None:
-    segs = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(super_packet(v6, os.urandom(6 * 1000 + 300))), 1000)]
+    segs = [bytes(h) + bytes(p) for h, p in segment_l4(memoryview(super_packet(v6, os.urandom(6 * 1000 + 300))), 1000)]
     buf, spans = spans_of(segs)
     stride = spans[1][0] - spans[0][0]
     whole = coalesce_batch(buf, memoryview(buf), spans[0][0], stride, len(segs), spans[-1][1])
@@ -186,7 +186,7 @@ def test_coalesce_batch_udp_and_refusals() -> None:
     mixed[3] = bytes(IP(src="10.1.0.10", dst="10.2.0.10") / UDP(sport=10, dport=5201) / (b"x" * 64))
     buf2, spans2 = spans_of(mixed)
     assert coalesce_batch(buf2, memoryview(buf2), spans2[0][0], stride, 8, spans2[-1][1]) is None
-    segs = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(super_packet(False, os.urandom(4 * 1000))), 1000)]
+    segs = [bytes(h) + bytes(p) for h, p in segment_l4(memoryview(super_packet(False, os.urandom(4 * 1000))), 1000)]
     buf3, spans3 = spans_of([segs[0], segs[2], segs[1], segs[3]])
     stride3 = spans3[1][0] - spans3[0][0]
     assert coalesce_batch(buf3, memoryview(buf3), spans3[0][0], stride3, 4, spans3[-1][1]) is None
@@ -194,10 +194,10 @@ def test_coalesce_batch_udp_and_refusals() -> None:
 
 def test_coalesce_batch_split_at_psh() -> None:
     # two sender writes back to back: PSH closes the first, the batch merges in two pieces
-    a = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(super_packet(False, os.urandom(3 * 1000))), 1000)]
+    a = [bytes(h) + bytes(p) for h, p in segment_l4(memoryview(super_packet(False, os.urandom(3 * 1000))), 1000)]
     second = IP(super_packet(False, os.urandom(3 * 1000)))
     second[TCP].seq = 1000 + 3000
-    b = [bytes(h) + bytes(p) for h, p in segment_tcp(memoryview(bytes(second)), 1000)]
+    b = [bytes(h) + bytes(p) for h, p in segment_l4(memoryview(bytes(second)), 1000)]
     buf, spans = spans_of(a + b)
     stride = spans[1][0] - spans[0][0]
     assert coalesce_batch(buf, memoryview(buf), spans[0][0], stride, 6, spans[-1][1]) is None

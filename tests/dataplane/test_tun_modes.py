@@ -170,13 +170,8 @@ def test_udp_datagrams_exact_with_and_without_udp_super_packets(topo: None, offl
 
 LAN_STATE = """
 import json
-from pyroute2.ethtool import Ethtool
-from lispnet.dataplane.lan_gro import sysfs_netdev
-e = Ethtool()
-f = e.get_features("lan0").features
-out = {k: f[k].enable for k in ("rx-gro", "rx-udp-gro-forwarding")}
-out.update(sysfs_netdev("lan0", {"gro_flush_timeout": None, "napi_defer_hard_irqs": None}))
-print(json.dumps(out))
+from lispnet.dataplane.lan_gro import lan_state
+print(json.dumps(lan_state("lan0")))
 """
 
 

@@ -7,7 +7,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from lispnet.dataplane.tun_uso import segment_udp
+from lispnet.dataplane.tun_gso import segment_l4
 
 
 def _super(v6: bool, payloads: list[bytes]) -> bytes:
@@ -24,7 +24,7 @@ def _super(v6: bool, payloads: list[bytes]) -> bytes:
 @pytest.mark.parametrize("sizes", [[18] * 5, [18] * 4 + [7], [1000, 1000, 999], [1]])
 def test_segments_are_the_original_datagrams(v6: bool, sizes: list[int]) -> None:
     payloads = [bytes([k + 1]) * n for k, n in enumerate(sizes)]
-    pieces = segment_udp(memoryview(_super(v6, payloads)), sizes[0])
+    pieces = segment_l4(memoryview(_super(v6, payloads)), sizes[0])
     if len(sizes) == 1:
         assert len(pieces) == 1 and pieces[0][0] == b""  # nothing to cut: the packet itself
         return

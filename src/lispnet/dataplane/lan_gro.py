@@ -35,36 +35,57 @@ log = logging.getLogger(__name__)
 GRO_FEATURES = ("rx-gro", "rx-udp-gro-forwarding")
 
 
+def set_features(ifname: str, want: dict[str, bool]) -> dict[str, bool]:
+    """Set ethtool features of ``ifname`` (caller's namespace) to ``want``; returns the old
+    values of those that changed.  Raises KeyError when the driver lacks one of them, or the
+    ioctl's error."""
+    from pyroute2.ethtool import Ethtool
+
+    et = Ethtool()
+    try:
+        feats = et.get_features(ifname)
+        table: Any = feats.features
+        old: dict[str, bool] = {}
+        for name, value in want.items():
+            f = table.get(name)
+            if f is None or not f.available:
+                raise KeyError(f"no {name}")
+            if bool(f.enable) != value:
+                old[name] = bool(f.enable)
+                f.enable = value
+        if old:
+            et.set_features(ifname, feats)
+        return old
+    finally:
+        et.close()
+
+
 def gro_forwarding(ifname: str) -> dict[str, bool] | None:
     """Switch GRO and UDP GRO forwarding on for ``ifname`` (in the caller's namespace).
     Returns the features' previous values to hand to :func:`restore_features`, {} when
     they were on already, None when the interface cannot do it (logged)."""
     try:
-        from pyroute2.ethtool import Ethtool
-
-        et = Ethtool()
-        try:
-            feats = et.get_features(ifname)
-            table: Any = feats.features
-            prev: dict[str, bool] = {}
-            for name in GRO_FEATURES:
-                f = table.get(name)
-                if f is None or not f.available:
-                    log.info("%s: no %s: UDP from the LAN is read one datagram at a time", ifname, name)
-                    return None
-                if not f.enable:
-                    prev[name] = False
-                    f.enable = True
-            if prev:
-                et.set_features(ifname, feats)
-                log.info("%s: %s switched on (UDP super-packets toward the ITR)", ifname,
-                         ", ".join(sorted(prev)))
-            return prev
-        finally:
-            et.close()
+        prev = set_features(ifname, dict.fromkeys(GRO_FEATURES, True))
     except Exception as e:  # noqa: BLE001 - ethtool ioctls vary by driver
-        log.info("%s: cannot switch on UDP GRO forwarding: %s", ifname, e)
+        log.info("%s: cannot switch on UDP GRO forwarding (%s): UDP from the LAN is not merged", ifname, e)
         return None
+    if prev:
+        log.info("%s: %s switched on (runs of UDP datagrams merged)", ifname, ", ".join(sorted(prev)))
+    return prev
+
+
+def lan_state(ifname: str) -> dict[str, int | bool]:
+    """What :class:`LanGro` sets on ``ifname``, as it stands now (caller's namespace)."""
+    from pyroute2.ethtool import Ethtool
+
+    et = Ethtool()
+    try:
+        table: Any = et.get_features(ifname).features
+        out: dict[str, int | bool] = {name: bool(table[name].enable) for name in GRO_FEATURES}
+    finally:
+        et.close()
+    out.update(sysfs_netdev(ifname, {"gro_flush_timeout": None, "napi_defer_hard_irqs": None}))
+    return out
 
 
 _SYSFS = r"""
@@ -139,18 +160,7 @@ def restore_features(ifname: str, prev: dict[str, bool]) -> None:
     if not prev:
         return
     try:
-        from pyroute2.ethtool import Ethtool
-
-        et = Ethtool()
-        try:
-            feats = et.get_features(ifname)
-            for name, value in prev.items():
-                f = feats.features.get(name)
-                if f is not None:
-                    f.enable = value
-            et.set_features(ifname, feats)
-        finally:
-            et.close()
+        set_features(ifname, prev)
     except Exception as e:  # noqa: BLE001
         log.info("%s: cannot restore %s: %s", ifname, ", ".join(sorted(prev)), e)
 
@@ -196,8 +206,10 @@ __all__ = [
     "GRO_FEATURES",
     "LanGro",
     "gro_forwarding",
+    "lan_state",
     "napi_batching",
     "restore_features",
     "restore_napi",
+    "set_features",
     "sysfs_netdev",
 ]

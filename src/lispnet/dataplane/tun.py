@@ -42,7 +42,7 @@ Offload: the TUN devices carry a virtio_net_hdr (``offload=True``, the default).
 ``tso=False`` (the default) the kernel segments TCP super-packets and completes
 checksums before handing packets to the ITR, which is cheaper than doing it in Python;
 with ``tso=True`` the ITR receives 64 KB TCP super-packets and cuts them into MSS-sized
-packets itself (``tun_gso.segment_tcp``).  Either way every LISP packet on the underlay
+packets itself (``tun_gso.segment_l4``).  Either way every LISP packet on the underlay
 carries one ordinary inner IP packet.
 
 Tunnel offload (``tun_tnl``, Linux 6.17+; ``tunnel_offload=None`` uses it when the kernel
@@ -92,7 +92,17 @@ from .tun_etr import EtrPath, LsbCallback
 from .tun_gso import VNET_HDR_LEN, segment_l4
 from .tun_itr import BUDGET, TCP_BUDGET, Arena, Flow, ItrPath
 from .tun_setup import TABLE_BASE, TunSetup
-from .tun_tnl import TunnelHeader, drain_tap, hw_address, open_tap
+from .tun_tnl import (
+    TUN_F_CSUM,
+    TUN_F_TSO4,
+    TUN_F_TSO6,
+    TUN_F_TSO_ECN,
+    TUNSETOFFLOAD,
+    TunnelHeader,
+    drain_tap,
+    hw_address,
+    open_tap,
+)
 from .tun_uso import TUN_F_USO4, TUN_F_USO6
 from .udp_gso import enable_gro
 
@@ -108,11 +118,6 @@ FLOW_CACHE_MAX = 65536
 FWD_NICE = -10
 """Nice value of the forwarding thread (0 = leave it alone)."""
 READ_MAX = 65536 + VNET_HDR_LEN
-TUNSETOFFLOAD = 0x400454D0
-TUN_F_CSUM = 0x01
-TUN_F_TSO4 = 0x02
-TUN_F_TSO6 = 0x04
-TUN_F_TSO_ECN = 0x08
 UDP_NO_CHECK6_RX = 102
 _K_TUN = 0
 _K_UDP = 1
@@ -357,12 +362,6 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         if self._started and iid in self._tun_fds:
             netlink.in_thread(self._install_routes, iid, prefixes)
 
-    def device(self, iid: int) -> str:
-        return f"{self.tun_prefix}{iid}"
-
-    def table(self, iid: int) -> int | None:
-        return TABLE_BASE + iid if self._instances.get(iid) else None
-
     def _setup_instance(self, iid: int) -> None:
         dev = self.device(iid)
         # split: TCP from the LAN goes to a TUN of its own that hands over TSO super-packets,
@@ -386,13 +385,13 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         if split:
             tfd = netlink.create_tun(self.tcp_device(iid), vnet_hdr=True)
             flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
-            try:  # USO (Linux 6.2+): the LAN's UDP comes here too, in GRO-merged runs
-                if not self.udp_offload or self._lan is None:
-                    raise OSError("off in the configuration")
-                fcntl.ioctl(tfd, TUNSETOFFLOAD, flags | TUN_F_USO4 | TUN_F_USO6)
-                self._uso.add(iid)
-            except OSError as e:
-                log.info("instance %d: no UDP super-packets (%s)", iid, e)
+            if self.udp_offload and self._lan is not None:
+                try:  # USO (Linux 6.2+): the LAN's UDP comes here too, in GRO-merged runs
+                    fcntl.ioctl(tfd, TUNSETOFFLOAD, flags | TUN_F_USO4 | TUN_F_USO6)
+                    self._uso.add(iid)
+                except OSError as e:
+                    log.info("instance %d: the TUN refuses USO (%s): no UDP super-packets", iid, e)
+            if iid not in self._uso:
                 fcntl.ioctl(tfd, TUNSETOFFLOAD, flags)
             os.set_blocking(tfd, False)
             self._tcp_fds[iid] = tfd
@@ -405,10 +404,6 @@ class TunDataplane(ItrPath, EtrPath, TunSetup):
         self._watch(fd, _K_TUN, iid)
         if iid in self._tcp_fds:
             self._watch(self._tcp_fds[iid], _K_TCP, iid)
-
-    def tcp_device(self, iid: int) -> str:
-        """The TUN that takes an instance's TCP from its LAN (tunnel offload only)."""
-        return f"{self.tun_prefix}{iid}t"
 
     def _open_tap(self) -> None:
         """The tunnel-offload TAP (``tun_tnl``), when the kernel has UDP-tunnel GSO."""

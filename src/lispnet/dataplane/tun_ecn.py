@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import socket
 
-IP_TTL = 2
-IP_TOS = 1
+IP_TTL = socket.IP_TTL
+IP_TOS = socket.IP_TOS
 IP_RECVTTL = 12
-IP_RECVTOS = 13
-IPV6_RECVHOPLIMIT = 51
-IPV6_HOPLIMIT = 52
-IPV6_RECVTCLASS = 66
-IPV6_TCLASS = 67
+"""Not in Python's socket module."""
+IPV6_HOPLIMIT = socket.IPV6_HOPLIMIT
+IPV6_TCLASS = socket.IPV6_TCLASS
 CMSG_SPACE = socket.CMSG_SPACE(4) * 3
 """Ancillary space for UDP_GRO, TTL / hop limit and ToS / traffic class."""
 ECN_CE = 3
@@ -36,10 +34,10 @@ def enable_outer_info(sock: socket.socket, family: int) -> bool:
     try:
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
         else:
-            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVTCLASS, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
         return True
     except OSError:
         return False

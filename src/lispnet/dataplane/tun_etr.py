@@ -90,10 +90,10 @@ class EtrPath:
             seg = seg or n
             fixing = n >= 28 and needs_fix(buf, 8, ottl, otos)
             if seg < n:
-                if offload and (self._decap_super(n, addr, seg, ottl, otos)
-                                or (not fixing and self._decap_batch(n, seg, addr))):
+                fix = (ottl, otos) if fixing else None
+                if offload and (self._decap_super(n, addr, seg, fix) or (not fixing and self._decap_batch(n, seg, addr))):
                     continue
-            elif n > self.mtu + 8 and offload and self._decap_super(n, addr, 0, ottl, otos):
+            elif n > self.mtu + 8 and offload and self._decap_super(n, addr, 0, (ottl, otos) if fixing else None):
                 continue
             prev: bytes | bytearray = b""
             fd: int | None = None
@@ -178,12 +178,13 @@ class EtrPath:
         ctr[1] += n - 8 * count
         return True
 
-    def _decap_super(self, n: int, addr: Any, udp_seg: int = 0, ottl: int = 255, otos: int = 0) -> bool:
+    def _decap_super(self, n: int, addr: Any, udp_seg: int = 0, fix: tuple[int, int] | None = None) -> bool:
         """A UDP-tunnel super-packet: one LISP header and one inner TCP super-packet filling
         the datagram (one GSO write, segments of the instance's MTU), or with ``udp_seg`` (the
         GRO control message of a tunnel packet carrying UDP_L4) one inner UDP super-packet
-        (one GSO write, cut at ``udp_seg``: the original datagrams).  False (nothing done)
-        when the datagram is not that."""
+        (one GSO write, cut at ``udp_seg``: the original datagrams).  ``fix``: the outer
+        (TTL, ToS) to apply to the inner header (``tun_ecn``).  False (nothing done) when
+        the datagram is not that."""
         buf = self._rbuf
         flags = buf[0]
         iid = (buf[4] << 16 | buf[5] << 8 | buf[6]) if flags & 0x08 else 0
@@ -225,7 +226,7 @@ class EtrPath:
         payload = n - 8 - hl
         if gso_size <= 0 or payload <= gso_size:
             return False
-        if needs_fix(buf, 8, ottl, otos) and not fix_inner(buf, 8, ottl, otos):
+        if fix is not None and not fix_inner(buf, 8, *fix):
             self._drop("ecn-ce-not-ect")
             return True
         # the kernel finishes each segment's checksum from the pseudo-header sum

@@ -9,7 +9,7 @@ The TUN devices carry a ``virtio_net_hdr`` (IFF_VNET_HDR) in front of every pack
   merged them.  The transport checksum is left partial (pseudo-header sum), which is
   what the kernel expects for a GSO packet;
 * from the ITR's LAN, when the TUN offers TSO (``TUN_F_TSO4/6``), the kernel hands over
-  TCP super-packets; :func:`segment_tcp` cuts one into MSS-sized inner packets with
+  TCP super-packets; :func:`segment_l4` cuts one into MSS-sized inner packets with
   their own IP and TCP headers and complete checksums, so every LISP packet on the
   underlay carries one ordinary IP packet (RFC 9300 needs nothing else from an ETR).
 
@@ -388,10 +388,6 @@ def segment_l4(
     return out
 
 
-segment_tcp = segment_l4
-"""A TSO super-packet's segments (``segment_l4``)."""
-
-
 def segment_ip_header(ip: bytearray, v4: bool, l4len: int, ip_id: int) -> None:
     """Set a segment's IP header for ``l4len`` bytes of transport header and payload: the
     lengths, and for IPv4 the id and the header checksum."""
@@ -434,6 +430,5 @@ __all__ = [
     "pseudo_sum",
     "segment_ip_header",
     "segment_l4",
-    "segment_tcp",
     "vnet_header",
 ]

@@ -12,7 +12,7 @@ A TCP TUN (tunnel offload, ``tun_tnl``) hands over TSO super-packets, and with U
 (``tun_uso``) runs of GRO-merged UDP datagrams: each leaves in one write to the offload
 TAP with the outer headers in front (the kernel cuts it into LISP packets where needed,
 at most as big as the route MTU toward the RLOC allows); without the offload it is cut
-here (``tun_gso.segment_tcp``, ``tun_uso.segment_udp``).
+here (``tun_gso.segment_l4``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ class TunSetup:
 
     mtu: int
     default_route: bool
+    tun_prefix: str
     _instances: dict[int, str]
     _routes: dict[int, list[EidPrefix]]
     _created_tables: set[int]
@@ -35,13 +36,16 @@ class TunSetup:
     _lan: LanGro | None
 
     def device(self, iid: int) -> str:
-        raise NotImplementedError
+        """The TUN of instance ``iid``."""
+        return f"{self.tun_prefix}{iid}"
 
     def tcp_device(self, iid: int) -> str:
-        raise NotImplementedError
+        """The TUN that takes an instance's TCP (and merged UDP) from its LAN (tunnel offload only)."""
+        return f"{self.tun_prefix}{iid}t"
 
     def table(self, iid: int) -> int | None:
-        raise NotImplementedError
+        """The routing table of an instance bound to a LAN (None: the main table)."""
+        return TABLE_BASE + iid if self._instances.get(iid) else None
 
     @staticmethod
     def _cleanup_tables(tables: list[int]) -> None:

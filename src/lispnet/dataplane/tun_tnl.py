@@ -41,6 +41,8 @@ import socket
 import struct
 from typing import Any
 
+from .tun_gso import F_NEEDS_CSUM
+
 log = logging.getLogger(__name__)
 
 TUNSETIFF = 0x400454CA
@@ -53,9 +55,9 @@ IFF_VNET_HDR = 0x4000
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
 TUN_F_UDP_TUNNEL_GSO = 0x080
 
-F_NEEDS_CSUM = 1
 GSO_ECN = 0x80
 GSO_UDP_TUNNEL_IPV4 = 0x20
 GSO_UDP_TUNNEL_IPV6 = 0x40
@@ -184,6 +186,11 @@ def drain_tap(fd: int, scratch: Any) -> int:
 __all__ = [
     "GSO_ECN",
     "TNL_VNET_LEN",
+    "TUNSETOFFLOAD",
+    "TUN_F_CSUM",
+    "TUN_F_TSO4",
+    "TUN_F_TSO6",
+    "TUN_F_TSO_ECN",
     "TUN_F_UDP_TUNNEL_GSO",
     "TunnelHeader",
     "drain_tap",

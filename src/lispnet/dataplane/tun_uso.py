@@ -23,15 +23,9 @@ The LAN interfaces are set up for the merging by ``lan_gro.LanGro`` (``[node] la
 
 from __future__ import annotations
 
-from .tun_gso import segment_l4
-
 TUN_F_USO4 = 0x20
 TUN_F_USO6 = 0x40
 GSO_UDP_L4 = 5
 
 
-segment_udp = segment_l4
-"""A UDP super-packet's original datagrams (``tun_gso.segment_l4``)."""
-
-
-__all__ = ["GSO_UDP_L4", "TUN_F_USO4", "TUN_F_USO6", "segment_udp"]
+__all__ = ["GSO_UDP_L4", "TUN_F_USO4", "TUN_F_USO6"]
