@@ -249,3 +249,33 @@ def test_etr_carries_outer_ttl_and_ce_into_the_inner_header(topo: None) -> None:
     # min(64, 5) = 5, then x2 forwards it (4); ECT(0) became CE; the not-ECT one is dropped
     assert got == [{"data": "ect", "ttl": 4, "tos": 3}]
     assert s2.get("drop.ecn-ce-not-ect") == 1
+
+
+def test_malformed_lisp_packets_are_counted_and_the_etr_keeps_forwarding(topo: None) -> None:
+    """Garbage to UDP 4341 - too short, not IP inside, a truncated IPv6 header, random bytes -
+    under an outer CE and a low TTL (the TTL/ECN path reads the inner header): each is
+    dropped and counted by reason, and a good packet right after still arrives."""
+    import os as _os
+
+    from scapy.layers.inet import IP, UDP
+
+    from lispnet.dataplane.encap import lisp_header
+
+    hdr = lisp_header(0x123456, 0, 1)
+    good = (hdr + bytes(IP(src="10.1.0.2", dst="10.2.0.2", ttl=64, tos=2) / UDP(sport=5, dport=7002) / b"after")).hex()
+    garbage = [hdr[:5].hex(), (hdr + b"\x00" * 30).hex(), (hdr + b"\x60" + b"\x00" * 19).hex(),
+               (hdr + _os.urandom(200)).hex(), _os.urandom(3).hex()]
+    procs = run_xtrs("on")
+    try:
+        _, out = with_receiver(
+            lambda: ns_popen(ns("h2"), [sys.executable, "-c", MARKED_RECV], stdout=subprocess.PIPE, text=True),
+            lambda: ns_run(ns("x1"), [sys.executable, "-c", MARKED_SEND, "192.168.0.1", "5", "3", "192.168.0.2",
+                                      *garbage, good], check=True),
+            timeout=20)
+        alive = [p.poll() is None for p in procs]
+    finally:
+        _s1, s2 = stop_xtrs(procs)
+    assert alive == [True, True]
+    assert json.loads(out.strip().splitlines()[-1]) == [{"data": "after", "ttl": 4, "tos": 3}]
+    assert s2.get("drop.short-lisp-packet", 0) >= 2 and s2.get("drop.bad-inner-packet", 0) >= 1, s2
+    assert s2.get("drop.bug", 0) == 0, s2
